@@ -1,0 +1,74 @@
+"""The grower interface: fill every unknown pixel of a canvas, leave known pixels alone.
+
+A grower sees only an RGB image and a mask of the pixels that were really seen. It
+returns a new image that equals the input wherever the mask is set. Growers that keep
+state between frames (the learned growth model) reset it through ``reset()`` when the
+layout changes; stateless ones ignore it.
+
+The helpers here are shared by every grower that works at reduced resolution: average
+the known pixels down, fill at low resolution, and bring the fill back up into the
+unknown pixels only.
+"""
+from __future__ import annotations
+
+import abc
+
+import cv2
+import numpy as np
+
+
+class Grower(abc.ABC):
+    """Fills unknown pixels. Subclasses set ``name`` and implement ``fill``."""
+
+    name: str = "grower"
+
+    @abc.abstractmethod
+    def fill(self, image: np.ndarray, known: np.ndarray) -> np.ndarray:
+        """image: HxWx3 uint8 RGB; known: HxW bool. Returns HxWx3 uint8 with every
+        unknown pixel filled and every known pixel equal to ``image``."""
+
+    def reset(self) -> None:
+        """Forget any state carried from earlier frames."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+def check_inputs(image: np.ndarray, known: np.ndarray) -> None:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be HxWx3 uint8, got {image.shape} {image.dtype}")
+    if known.shape != image.shape[:2]:
+        raise ValueError(f"known mask shape {known.shape} does not match image {image.shape[:2]}")
+
+
+def downsample_known(image: np.ndarray, known: np.ndarray, factor: int,
+                     min_cover: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Area-average only the known pixels into cells of ``factor`` x ``factor``.
+
+    Returns (low float32 HxWx3 in 0..255, low_known bool). A cell counts as known when at
+    least ``min_cover`` of its pixels were known; its colour is the mean of those pixels
+    only, so unknown (often black) pixels never bleed into the border of the fill.
+    """
+    h, w = known.shape
+    lh, lw = max(1, round(h / factor)), max(1, round(w / factor))
+    k = known.astype(np.float32)
+    num = cv2.resize(image.astype(np.float32) * k[..., None], (lw, lh), interpolation=cv2.INTER_AREA)
+    den = cv2.resize(k, (lw, lh), interpolation=cv2.INTER_AREA)
+    low = num / np.maximum(den, 1e-6)[..., None]
+    return low, den >= min_cover
+
+
+def paste_unknown(image: np.ndarray, known: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    """``fill`` where unknown, ``image`` where known (uint8 out)."""
+    if fill.dtype != np.uint8:
+        fill = np.clip(fill + 0.5, 0, 255).astype(np.uint8)
+    out = fill.copy()
+    np.copyto(out, image, where=known[..., None])
+    return out
+
+
+def upsample_into(image: np.ndarray, known: np.ndarray, low: np.ndarray) -> np.ndarray:
+    """Bring a low-resolution fill up to full size and write it into unknown pixels only."""
+    h, w = known.shape
+    up = cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR)
+    return paste_unknown(image, known, up)
