@@ -5,6 +5,8 @@
 """
 from __future__ import annotations
 
+from ..errors import RoomfuseError
+
 from typing import Callable
 
 from .base import Grower
@@ -30,7 +32,7 @@ GROWERS: dict[str, Callable[..., Grower]] = {
 DEFAULT_GROWER = "telea"
 
 
-class UnknownGrower(ValueError):
+class UnknownGrower(RoomfuseError, ValueError):
     pass
 
 

@@ -1,0 +1,69 @@
+"""Settings, one frozen dataclass per stage. Defaults are what `render` and `serve` use."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    # mediapipe selfie segmentation: "landscape" (144x256, faster, made for video
+    # calls) or "general" (256x256 square).
+    model: str = "landscape"
+    # Temporal smoothing of the matte. Where the new mask differs little from the
+    # smoothed one (edge noise), move only `min_rate` of the way toward it, which stops
+    # flicker; where it differs by `snap` or more (real motion), take the new value at
+    # once, so the matte never trails a moving head.
+    min_rate: float = 0.25
+    snap: float = 0.35
+    # Run the feeds' segmentations in parallel threads (mediapipe releases the GIL).
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class LayoutConfig:
+    height: int = 360  # canvas height in pixels (row layout: the feed height)
+    gap: int = 64  # pixels between neighbouring feeds
+    margin: int = 0  # pixels around the whole arrangement
+    mode: str = "row"  # "row" or "grid"
+    # A pixel is "known background" when the person alpha is below this.
+    background_below: float = 0.2
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    enabled: bool = True
+    # Fraction a remembered pixel moves toward each new background sighting: slow, so
+    # a person's soft edge or a passing shadow does not burn in.
+    rate: float = 0.05
+    # Forget a remembered pixel after this many seconds without seeing it (the room may
+    # have changed: a door opened, the light moved).
+    max_age_s: float = 20.0
+    # Pixels this close (in pixels) to a person are not trusted as background: the
+    # matte's soft edge still carries hair and shoulders.
+    guard_px: int = 3
+
+
+@dataclass(frozen=True)
+class GrowConfig:
+    grower: str = "telea"
+    device: str = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
+
+
+@dataclass(frozen=True)
+class CompositeConfig:
+    # How far each feed's colour moves toward its neighbours' (0 = off, 1 = all the way).
+    harmonize: float = 0.5
+    # Never change a channel's gain by more than this factor either way.
+    max_gain: float = 1.25
+    # Time constant of the gains, in frames: exposure changes are followed, not jumped.
+    smooth_frames: int = 15
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    segment: SegmentConfig = field(default_factory=SegmentConfig)
+    layout: LayoutConfig = field(default_factory=LayoutConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
+    grow: GrowConfig = field(default_factory=GrowConfig)
+    composite: CompositeConfig = field(default_factory=CompositeConfig)
+    fps: float = 30.0  # output frame rate; sources are sampled at their own timestamps

@@ -1,0 +1,67 @@
+"""The plain data that travels between stages.
+
+Images are HxWx3 uint8 RGB throughout; masks are HxW (bool for "known", float32 in
+[0, 1] for alpha). Nothing here does work: stages take these and return new ones.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded picture from a source."""
+
+    image: np.ndarray  # HxWx3 uint8 RGB
+    pts: float  # presentation time in seconds, from the source's own clock
+    index: int  # running count of frames this source has delivered
+    source: str = ""  # file path, "camera:N" or "synthetic"
+
+    @property
+    def size(self) -> tuple[int, int]:
+        h, w = self.image.shape[:2]
+        return w, h
+
+
+@dataclass(frozen=True)
+class Cutout:
+    """A frame with its person alpha matte (1 = person, 0 = background)."""
+
+    frame: Frame
+    alpha: np.ndarray  # HxW float32 in [0, 1], same size as frame.image
+
+
+@dataclass(frozen=True)
+class Rect:
+    x: int
+    y: int
+    w: int
+    h: int
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.y, self.y + self.h), slice(self.x, self.x + self.w)
+
+
+@dataclass(frozen=True)
+class Canvas:
+    """All feeds placed on one shared canvas, before the gaps are grown.
+
+    ``image`` holds the camera pixels (people included) inside each tile and zeros
+    elsewhere; ``background`` is the same with the remembered clean plate pasted over
+    the people where it is known; ``known`` marks background pixels really seen (now, or
+    earlier by the background memory); ``alpha`` is the people matte on the canvas.
+    """
+
+    image: np.ndarray  # HxWx3 uint8
+    background: np.ndarray  # HxWx3 uint8, valid where known
+    known: np.ndarray  # HxW bool
+    alpha: np.ndarray  # HxW float32
+    tiles: tuple[Rect, ...]  # where each feed sits, in feed order
+
+    @property
+    def size(self) -> tuple[int, int]:
+        h, w = self.known.shape
+        return w, h

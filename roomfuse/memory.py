@@ -1,0 +1,61 @@
+"""Background memory: a per-feed clean plate of the room behind the person.
+
+Whenever a pixel is seen as background, the plate moves a little toward it (slowly, so a
+soft matte edge or a shadow does not burn in; the first sighting is taken as is). When the
+person later covers that pixel, the plate supplies what was really there, so the grower
+only has to invent what nobody has seen. Pixels not seen for ``max_age_s`` are forgotten:
+the room may have changed since.
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .config import MemoryConfig
+
+
+class BackgroundMemory:
+    def __init__(self, cfg: MemoryConfig = MemoryConfig()):
+        self.cfg = cfg
+        self.plate: np.ndarray | None = None  # HxWx3 float32
+        self.last_seen: np.ndarray | None = None  # HxW float32 seconds, -inf = never
+        kernel = 2 * cfg.guard_px + 1
+        self._guard = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel, kernel)) if cfg.guard_px else None
+
+    def _fit(self, shape: tuple[int, int]) -> None:
+        h, w = shape
+        if self.plate is None:
+            self.plate = np.zeros((h, w, 3), np.float32)
+            self.last_seen = np.full((h, w), -np.inf, np.float32)
+        elif self.plate.shape[:2] != (h, w):
+            # The tile was resized (layout change): keep what we know, at the new size.
+            self.plate = cv2.resize(self.plate, (w, h), interpolation=cv2.INTER_LINEAR)
+            self.last_seen = cv2.resize(self.last_seen, (w, h), interpolation=cv2.INTER_NEAREST)
+
+    def update(self, image: np.ndarray, seen: np.ndarray, now: float) -> tuple[np.ndarray, np.ndarray]:
+        """Learn from this frame's background pixels and fill in the hidden ones.
+
+        image: HxWx3 uint8 tile; seen: HxW bool, True where the pixel is background now.
+        Returns (background uint8: the image with remembered pixels pasted where the person
+        is, known bool: seen now or remembered and fresh).
+        """
+        self._fit(seen.shape)
+        trusted = seen
+        if self._guard is not None:
+            trusted = cv2.erode(seen.view(np.uint8), self._guard).view(bool)
+        first = trusted & np.isneginf(self.last_seen)
+        if first.any():
+            np.copyto(self.plate, image, where=first[..., None])
+        cv2.accumulateWeighted(image, self.plate, self.cfg.rate, mask=trusted.view(np.uint8))
+        self.last_seen[trusted] = now
+        fresh = (now - self.last_seen) <= self.cfg.max_age_s
+        restore = fresh & ~seen
+        background = image.copy()
+        if restore.any():
+            # cv2.copyTo with a mask is ~20x faster than np.copyto(where=...) here.
+            cv2.copyTo(cv2.convertScaleAbs(self.plate), restore.view(np.uint8), background)
+        return background, seen | fresh
+
+    def reset(self) -> None:
+        self.plate = None
+        self.last_seen = None

@@ -1,0 +1,116 @@
+"""One frame's journey: segment -> layout -> grow -> composite, with per-stage timings.
+
+Synchronous on purpose: the server runs ``Pipeline.process`` in an executor thread, the
+renderer and the benchmark call it in a loop. The only parallelism inside is segmenting
+several feeds at once (mediapipe releases the GIL while it runs).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Hashable, Sequence
+
+import numpy as np
+
+from .composite import Compositor
+from .config import PipelineConfig
+from .frames import Canvas, Frame
+from .growth import make_grower
+from .layout import Placer
+from .segment import make_segmenter
+
+log = logging.getLogger(__name__)
+
+STAGES = ("decode", "segment", "layout", "grow", "composite")
+
+
+class StageTimer:
+    """Collects milliseconds per stage for one frame; ``stage(name)`` is a context manager."""
+
+    def __init__(self):
+        self.ms: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - t0) * 1e3
+
+
+@dataclass
+class Result:
+    image: np.ndarray  # the composite, HxWx3 uint8 RGB
+    canvas: Canvas  # what the grower was given
+    grown: np.ndarray  # the background with every gap filled
+    ms: dict[str, float] = field(default_factory=dict)  # stage -> milliseconds
+
+
+class Pipeline:
+    """Feeds in, one-room composite out. Keeps per-feed state (matte smoothing,
+    background memory) keyed by feed, and the grower's state across frames."""
+
+    def __init__(self, config: PipelineConfig = PipelineConfig(), segmenter: str = "mediapipe",
+                 canvas_size: tuple[int, int] | None = None, grower=None):
+        self.config = config
+        self.segmenter_kind = segmenter
+        self.segmenters: dict[Hashable, object] = {}
+        self.placer = Placer(config.layout, config.memory, canvas_size=canvas_size)
+        self.grower = grower if grower is not None else make_grower(config.grow.grower, device=config.grow.device)
+        self.compositor = Compositor(config.composite)
+        self._pool = ThreadPoolExecutor(max_workers=max(1, config.segment.threads),
+                                        thread_name_prefix="segment")
+        self._canvas_size = None
+
+    def _segmenter(self, key: Hashable):
+        seg = self.segmenters.get(key)
+        if seg is None:
+            seg = self.segmenters[key] = make_segmenter(self.segmenter_kind, self.config.segment)
+        return seg
+
+    def process(self, frames: Sequence[Frame], keys: Sequence[Hashable] | None = None,
+                timer: StageTimer | None = None) -> Result:
+        keys = list(range(len(frames))) if keys is None else list(keys)
+        timer = timer or StageTimer()
+        for gone in set(self.segmenters) - set(keys):
+            self.segmenters.pop(gone).close()
+        with timer.stage("segment"):
+            segs = [self._segmenter(k) for k in keys]
+            if len(frames) > 1 and self.config.segment.threads > 1:
+                cutouts = list(self._pool.map(lambda sf: sf[0](sf[1]), zip(segs, frames)))
+            else:
+                cutouts = [s(f) for s, f in zip(segs, frames)]
+        with timer.stage("layout"):
+            canvas = self.placer(cutouts, keys)
+        if canvas.size != self._canvas_size:
+            # A new canvas geometry: the grower's carried state no longer lines up.
+            self.grower.reset()
+            self._canvas_size = canvas.size
+        with timer.stage("grow"):
+            grown = self.grower.fill(canvas.background, canvas.known)
+        with timer.stage("composite"):
+            image = self.compositor(canvas, grown)
+        return Result(image=image, canvas=canvas, grown=grown, ms=dict(timer.ms))
+
+    def reset(self) -> None:
+        for seg in self.segmenters.values():
+            seg.reset()
+        self.placer.reset()
+        self.grower.reset()
+        self.compositor.reset()
+
+    def close(self) -> None:
+        for seg in self.segmenters.values():
+            seg.close()
+        self.segmenters.clear()
+        self._pool.shutdown(wait=False)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

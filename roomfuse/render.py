@@ -1,0 +1,132 @@
+"""`roomfuse render`: recorded clips in, one-room video out.
+
+All clips are sampled against one output clock at their own timestamps (a 10 fps clip
+holds each frame for three output frames at 30 fps) and loop when they end.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+from .capture import SourceError, open_source
+from .config import GrowConfig, LayoutConfig, PipelineConfig, SegmentConfig
+from .growth import DEFAULT_GROWER, GROWERS
+from .layout import MAX_FEEDS
+from .pipeline import Pipeline, StageTimer
+from .progress import Progress
+from .sinks import VideoWriter
+
+log = logging.getLogger(__name__)
+
+
+def positive_int(text: str) -> int:
+    v = int(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return v
+
+
+def non_negative_int(text: str) -> int:
+    v = int(text)
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return v
+
+
+def positive_float(text: str) -> float:
+    v = float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return v
+
+
+def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags shared by render and bench: the clips and how the room is built."""
+    p.add_argument("clips", nargs="+", metavar="CLIP",
+                   help="clip files (anything FFmpeg reads), camera:N, or synthetic[:SEED]")
+    p.add_argument("--frames", type=positive_int, default=None, help="number of output frames")
+    p.add_argument("--height", type=positive_int, default=LayoutConfig.height, help="canvas height in pixels")
+    p.add_argument("--gap", type=non_negative_int, default=LayoutConfig.gap, help="pixels between feeds")
+    p.add_argument("--margin", type=non_negative_int, default=LayoutConfig.margin,
+                   help="pixels around the feeds")
+    p.add_argument("--layout", choices=("row", "grid"), default=LayoutConfig.mode)
+    p.add_argument("--grower", choices=sorted(GROWERS), default=DEFAULT_GROWER,
+                   help="what fills the gaps and hidden background")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="where the growth model runs")
+    p.add_argument("--fps", type=positive_float, default=30.0, help="output frame rate")
+    p.add_argument("--segmenter", choices=("mediapipe", "key"), default="mediapipe",
+                   help="person segmentation (key: colour key, for synthetic sources)")
+    p.add_argument("--segment-model", choices=("landscape", "general"), default=SegmentConfig.model)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_pipeline_arguments(p)
+    p.add_argument("-o", "--output", required=True, type=Path, help="output video (.mp4, .mkv, .webm)")
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    return PipelineConfig(
+        segment=SegmentConfig(model=args.segment_model),
+        layout=LayoutConfig(height=args.height, gap=args.gap, margin=args.margin, mode=args.layout),
+        grow=GrowConfig(grower=args.grower, device=args.device),
+        fps=args.fps,
+    )
+
+
+def open_sources(specs: list[str]) -> list:
+    if not 1 <= len(specs) <= MAX_FEEDS:
+        raise SourceError(f"give 1 to {MAX_FEEDS} clips, got {len(specs)}")
+    sources = []
+    try:
+        for spec in specs:
+            sources.append(open_source(spec))
+    except SourceError:
+        for s in sources:
+            s.close()
+        raise
+    return sources
+
+
+def default_frames(sources: list, fps: float, fallback: int = 300) -> int:
+    """One pass of the longest clip, at the output rate."""
+    durations = [getattr(s, "duration", None) for s in sources]
+    durations = [d for d in durations if d]
+    return max(1, int(round(max(durations) * fps))) if durations else fallback
+
+
+def render(sources: list, output: Path, frames: int, config: PipelineConfig,
+           segmenter: str = "mediapipe", progress: bool = True) -> dict:
+    """Render ``frames`` output frames; returns a summary (frames, seconds, fps, size)."""
+    t0 = time.perf_counter()
+    size = None
+    with Pipeline(config, segmenter=segmenter) as pipe, VideoWriter(output, fps=config.fps) as out, \
+            Progress(frames, "render", enabled=progress) as bar:
+        for i in range(frames):
+            t = i / config.fps
+            timer = StageTimer()
+            with timer.stage("decode"):
+                batch = [s.frame_at(t) for s in sources]
+            result = pipe.process(batch, timer=timer)
+            out.write(result.image)
+            size = result.canvas.size
+            bar.update(note=f"grow {timer.ms['grow']:.1f} ms")
+    seconds = time.perf_counter() - t0
+    return {"frames": frames, "seconds": seconds, "fps": frames / seconds, "canvas": size}
+
+
+def main(args: argparse.Namespace) -> int:
+    sources = open_sources(args.clips)
+    try:
+        frames = args.frames or default_frames(sources, args.fps)
+        summary = render(sources, args.output, frames, config_from_args(args), segmenter=args.segmenter)
+    finally:
+        for s in sources:
+            s.close()
+    w, h = summary["canvas"]
+    print(f"wrote {args.output}: {summary['frames']} frames, {w}x{h}, "
+          f"{summary['fps']:.1f} fps rendering ({args.grower})", file=sys.stderr)
+    return 0
