@@ -1,0 +1,94 @@
+"""Layout: tiles for 1-8 feeds in a row or grid, and placing feeds on the canvas."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from roomfuse.config import LayoutConfig, MemoryConfig
+from roomfuse.frames import Cutout, Frame, Rect
+from roomfuse.layout import LayoutError, Placer, plan_layout
+
+
+def test_row_of_two_webcams():
+    plan = plan_layout([(640, 480), (640, 360)], LayoutConfig(height=360, gap=64))
+    a, b = plan.tiles
+    assert a == Rect(0, 0, 480, 360)
+    assert b == Rect(480 + 64, 0, 640, 360)
+    assert plan.size == (480 + 64 + 640, 360)
+
+
+def test_margin_surrounds_the_row():
+    plan = plan_layout([(640, 480)] * 3, LayoutConfig(height=400, gap=20, margin=20))
+    assert all(t.h == 360 and t.y == 20 for t in plan.tiles)
+    assert plan.tiles[0].x == 20
+    assert plan.size[0] == 20 + 3 * 480 + 2 * 20 + 20
+
+
+@pytest.mark.parametrize("n, rows", [(4, 2), (5, 2), (8, 3)])
+def test_grid(n, rows):
+    cfg = LayoutConfig(height=720, gap=32, mode="grid")
+    plan = plan_layout([(640, 360)] * n, cfg)
+    ys = sorted({t.y for t in plan.tiles})
+    assert len(ys) == rows
+    assert all(t.h == plan.tiles[0].h for t in plan.tiles)
+    # No two tiles overlap, and neighbours keep the gap.
+    for i, a in enumerate(plan.tiles):
+        for b in plan.tiles[i + 1:]:
+            sep_x = max(b.x - (a.x + a.w), a.x - (b.x + b.w))
+            sep_y = max(b.y - (a.y + a.h), a.y - (b.y + b.h))
+            assert max(sep_x, sep_y) >= 32
+    w, h = plan.size
+    assert all(0 <= t.x and t.x + t.w <= w and 0 <= t.y and t.y + t.h <= h for t in plan.tiles)
+
+
+def test_fixed_canvas_fits_and_centres():
+    plan = plan_layout([(640, 360)], LayoutConfig(gap=64), canvas_size=(1280, 360))
+    (t,) = plan.tiles
+    assert plan.size == (1280, 360) and t.h == 360 and t.x == (1280 - 640) // 2
+    plan = plan_layout([(640, 360)] * 3, LayoutConfig(gap=64), canvas_size=(1280, 360))
+    assert sum(t.w for t in plan.tiles) + 2 * 64 <= 1280
+
+
+@pytest.mark.parametrize("sizes, cfg", [
+    ([], LayoutConfig()),
+    ([(640, 480)] * 9, LayoutConfig()),
+    ([(640, 480)], LayoutConfig(mode="circle")),
+    ([(640, 480)] * 2, LayoutConfig(height=40, gap=10, margin=20)),
+])
+def test_bad_layouts_are_clear_errors(sizes, cfg):
+    with pytest.raises(LayoutError):
+        plan_layout(sizes, cfg)
+
+
+def _cutout(color, person_cols, size=(64, 48), pts=0.0):
+    w, h = size
+    img = np.full((h, w, 3), color, np.uint8)
+    alpha = np.zeros((h, w), np.float32)
+    alpha[:, person_cols[0]:person_cols[1]] = 1.0
+    img[alpha > 0.5] = (255, 0, 255)
+    return Cutout(Frame(img, pts, 0), alpha)
+
+
+def test_placer_marks_gap_and_people_unknown():
+    placer = Placer(LayoutConfig(height=48, gap=16), MemoryConfig(enabled=False))
+    canvas = placer([_cutout(50, (20, 30)), _cutout(200, (10, 20))])
+    assert canvas.size == (64 + 16 + 64, 48)
+    assert not canvas.known[:, 64:80].any()  # the gap
+    assert not canvas.known[:, 20:30].any()  # the first person
+    assert canvas.known[:, :18].all() and canvas.known[:, 100:].all()
+    assert (canvas.image[:, 110] == (200, 200, 200)).all()
+    assert (canvas.image[:, 92] == (255, 0, 255)).all()
+    assert canvas.alpha[:, 25].min() == 1.0 and canvas.alpha[:, 70].max() == 0.0
+
+
+def test_tiles_slide_when_someone_joins():
+    """On a fixed canvas a new participant makes the others slide, not jump."""
+    placer = Placer(LayoutConfig(gap=16), MemoryConfig(enabled=False), canvas_size=(320, 48), slide_frames=4)
+    placer([_cutout(50, (0, 1))], keys=["a"])
+    start = placer.plan.tiles[0].x
+    xs = [placer([_cutout(50, (0, 1)), _cutout(90, (0, 1))], keys=["a", "b"]).tiles[0].x for _ in range(6)]
+    end = placer.plan.tiles[0].x
+    assert start > end
+    assert xs[0] < start and xs[0] > end  # first frame: part of the way
+    assert xs == sorted(xs, reverse=True)  # moving steadily one way
+    assert xs[-1] == end and xs[3] == end  # arrived after slide_frames

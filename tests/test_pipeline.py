@@ -1,0 +1,120 @@
+"""The whole chain: synthetic feeds (no model) and real clips (mediapipe, real video)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import av
+import cv2
+import numpy as np
+import pytest
+
+from roomfuse.config import LayoutConfig, PipelineConfig
+from roomfuse.pipeline import STAGES, Pipeline, StageTimer
+from roomfuse.synthetic import PERSON_RGB, SyntheticSource
+
+
+def _run_synthetic(n_frames=8, **layout):
+    srcs = [SyntheticSource(seed=1), SyntheticSource(seed=2)]
+    cfg = PipelineConfig(layout=LayoutConfig(height=240, gap=48, **layout))
+    with Pipeline(cfg, segmenter="key") as pipe:
+        for i in range(n_frames):
+            timer = StageTimer()
+            result = pipe.process([s.frame_at(i / 30) for s in srcs], timer=timer)
+    return srcs, result
+
+
+def test_synthetic_two_feeds_end_to_end():
+    srcs, r = _run_synthetic()
+    a, b = r.canvas.tiles
+    assert r.image.shape == (240, a.w + 48 + b.w, 3)
+    assert set(r.ms) >= {"segment", "layout", "grow", "composite"}
+    # The gap is grown (no black), between the two rooms' colours.
+    gap = r.image[:, a.x + a.w:b.x].reshape(-1, 3).astype(float)
+    assert gap.mean(axis=1).min() > 15
+    # People are back on top, in their own colour.
+    person = r.canvas.alpha > 0.99
+    assert person.sum() > 5000
+    assert np.abs(r.image[person].astype(int) - PERSON_RGB).mean() < 20
+    # Away from people and gaps the room is the room (up to the colour harmonisation).
+    ys, xs = a.slices
+    room = srcs[0].background
+    tile_bg = r.canvas.known[ys, xs]
+    resized = cv2.resize(room, (a.w, a.h), interpolation=cv2.INTER_LINEAR)
+    diff = np.abs(r.image[ys, xs].astype(int) - resized.astype(int))[tile_bg]
+    assert np.median(diff) < 25
+
+
+def test_grid_layout_runs():
+    srcs = [SyntheticSource(seed=s) for s in range(3)]
+    cfg = PipelineConfig(layout=LayoutConfig(height=240, gap=16, mode="grid"))
+    with Pipeline(cfg, segmenter="key") as pipe:
+        r = pipe.process([s.frame_at(0) for s in srcs])
+    assert len({t.y for t in r.canvas.tiles}) == 2
+    assert r.grown[~r.canvas.known].mean() > 15
+
+
+def _render(tmp_path, clips, frames=45, extra=()):
+    out = tmp_path / "room.mp4"
+    cmd = [sys.executable, "-m", "roomfuse", "render", *map(str, clips), "-o", str(out),
+           "--frames", str(frames), *extra]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with av.open(str(out)) as c:
+        frames_out = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    return frames_out
+
+
+@pytest.fixture(scope="module")
+def two_room_render(tmp_path_factory, data_dir):
+    clips = [data_dir / "person_clips" / "intel_asl_bird.mkv", data_dir / "person_clips" / "pyfeat_single_face.mp4"]
+    frames = _render(tmp_path_factory.mktemp("render"), clips)
+    return frames
+
+
+def test_render_two_rooms_shows_both_people(two_room_render):
+    import mediapipe as mp
+
+    frames = two_room_render
+    assert len(frames) == 45
+    h, w = frames[0].shape[:2]
+    assert (w, h) == (480 + 64 + 640, 360)
+    seg = mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=1)
+    for f in frames[5::10]:
+        # Each feed's place on the canvas, segmented on its own (as a webcam frame).
+        for name, crop in (("first", f[:, :480]), ("second", f[:, 544:])):
+            mask = seg.process(np.ascontiguousarray(crop)).segmentation_mask > 0.5
+            assert mask.mean() > 0.08, f"{name} person missing"
+    seg.close()
+
+
+def test_render_fills_the_gap_without_a_band_or_seam(two_room_render):
+    for f in two_room_render[::15]:
+        f = f.astype(np.float32)
+        gap = f[:, 480:544]
+        # Not black, not flat: the grown gap carries the rooms' structure down the frame.
+        assert gap.mean() > 40
+        assert gap.mean(axis=2).std(axis=0).min() > 8
+        # No seam: the step from the feed into the fill is no larger than the
+        # changes next to it, on either side.
+        step = lambda x: np.abs(f[:, x + 1] - f[:, x]).mean()  # noqa: E731
+        for edge in (479, 543):
+            around = np.mean([step(edge + d) for d in (-6, -4, -2, 2, 4, 6)])
+            assert step(edge) < 2.5 * around + 2.0, f"seam at x={edge}"
+
+
+def test_bench_writes_json_and_plot(tmp_path):
+    out_json, out_png = tmp_path / "b.json", tmp_path / "b.png"
+    cmd = [sys.executable, "-m", "roomfuse", "bench", "synthetic:1", "synthetic:2", "--segmenter", "key",
+           "--frames", "20", "--warmup", "3", "--json", str(out_json), "--plot", str(out_png)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(out_json.read_text())
+    assert r["frames"] == 20 and r["canvas"] == [480 + 64 + 480, 360] and r["grower"] == "telea"
+    assert r["device"] == "cpu" and r["fps"] > 0
+    assert set(r["stages"]) == set(STAGES)
+    for v in r["stages"].values():
+        assert 0 <= v["p50_ms"] <= v["p95_ms"]
+    assert out_png.read_bytes()[:4] == b"\x89PNG"
+    assert "end to end" in proc.stdout
