@@ -146,7 +146,14 @@ class CameraSource:
 
     def __init__(self, index: int, width: int = 640, height: int = 480, fps: float = 30.0):
         self.index = index
-        self._cap = cv2.VideoCapture(index)
+        # OpenCV logs its own multi-line complaint when a camera is missing; ours is the
+        # one line the user needs, so keep OpenCV quiet while opening.
+        level = cv2.getLogLevel()
+        cv2.setLogLevel(0)
+        try:
+            self._cap = cv2.VideoCapture(index)
+        finally:
+            cv2.setLogLevel(level)
         if not self._cap.isOpened():
             raise SourceError(f"camera {index}: cannot open (is it connected and free?)")
         self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)

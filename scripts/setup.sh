@@ -32,10 +32,11 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-if [ "$browser" = 1 ] && { ! command -v chromium >/dev/null || ! command -v ffmpeg >/dev/null; }; then
-  echo "== installing Chromium and ffmpeg (browser tests)"
+if [ "$browser" = 1 ] && { ! command -v chromium >/dev/null || ! command -v ffmpeg >/dev/null \
+                          || ! command -v Xvfb >/dev/null; }; then
+  echo "== installing Chromium, ffmpeg and Xvfb (browser and window tests)"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium ffmpeg >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium ffmpeg xvfb >/dev/null
 fi
 echo "== roomfuse is set up: .venv/bin/roomfuse"
