@@ -7,6 +7,7 @@ smooth field, so there is no step in colour at a tile border or across the grown
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 import cv2
@@ -22,6 +23,26 @@ def blend_people(canvas: Canvas, grown: np.ndarray) -> np.ndarray:
     """alpha * camera pixels + (1 - alpha) * grown background, with soft matte edges."""
     a = canvas.alpha
     return cv2.blendLinear(canvas.image, grown, a, 1.0 - a)
+
+
+def fade_people(canvas: Canvas, opacity: Sequence[float]) -> Canvas:
+    """The canvas with each feed's people matte scaled by its opacity (1 = unchanged).
+
+    A participant whose camera stopped fades into the room behind them (the remembered
+    or grown background) before the feed is removed, instead of vanishing in one frame.
+    """
+    if len(opacity) != len(canvas.tiles):
+        raise ValueError(f"one opacity per feed is needed, got {len(opacity)} for {len(canvas.tiles)}")
+    if all(o >= 1.0 for o in opacity):
+        return canvas
+    alpha = canvas.alpha.copy()
+    for r, o in zip(canvas.tiles, opacity):
+        if o < 1.0:
+            # Mid-slide a tile can hang off the canvas: clip before slicing.
+            ys = slice(max(r.y, 0), max(r.y + r.h, 0))
+            xs = slice(max(r.x, 0), max(r.x + r.w, 0))
+            alpha[ys, xs] *= max(0.0, float(o))
+    return replace(canvas, alpha=alpha)
 
 
 def _neighbours(tiles: Sequence[Rect], i: int, reach: float) -> list[int]:

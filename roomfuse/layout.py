@@ -13,7 +13,7 @@ from __future__ import annotations
 from .errors import RoomfuseError
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Hashable, Sequence
 
 import cv2
@@ -51,8 +51,10 @@ def plan_layout(feed_sizes: Sequence[tuple[int, int]], cfg: LayoutConfig,
     n = len(feed_sizes)
     if not 1 <= n <= MAX_FEEDS:
         raise LayoutError(f"layout needs 1 to {MAX_FEEDS} feeds, got {n}")
+    if cfg.mode == "auto":
+        return _plan_auto(feed_sizes, cfg, canvas_size)
     if cfg.mode not in ("row", "grid"):
-        raise LayoutError(f"layout mode must be 'row' or 'grid', got {cfg.mode!r}")
+        raise LayoutError(f"layout mode must be 'row', 'grid' or 'auto', got {cfg.mode!r}")
     if cfg.gap < 0 or cfg.margin < 0:
         raise LayoutError("gap and margin must be >= 0")
     aspects = [w / h for w, h in feed_sizes]
@@ -87,6 +89,25 @@ def plan_layout(feed_sizes: Sequence[tuple[int, int]], cfg: LayoutConfig,
             x += w + cfg.gap
         y += fh + cfg.gap
     return LayoutPlan(size=size, tiles=tuple(tiles))
+
+
+def _plan_auto(feed_sizes: Sequence[tuple[int, int]], cfg: LayoutConfig,
+               canvas_size: tuple[int, int] | None) -> LayoutPlan:
+    """"auto": on a fixed canvas, whichever of row and grid draws the feeds larger (a
+    row wins ties: people side by side is the one-room look); without one, a row up to
+    3 feeds and a grid beyond, so the canvas does not grow ever wider."""
+    row, grid = replace(cfg, mode="row"), replace(cfg, mode="grid")
+    if canvas_size is None:
+        return plan_layout(feed_sizes, row if len(feed_sizes) <= 3 else grid)
+    plans = []
+    for c in (row, grid):
+        try:
+            plans.append(plan_layout(feed_sizes, c, canvas_size))
+        except LayoutError as e:
+            err = e
+    if not plans:
+        raise err
+    return max(plans, key=lambda p: p.tiles[0].h)  # max() keeps the first (row) on ties
 
 
 def _lerp_rect(a: Rect, b: Rect, t: float) -> Rect:

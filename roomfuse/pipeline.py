@@ -15,7 +15,7 @@ from typing import Hashable, Sequence
 
 import numpy as np
 
-from .composite import Compositor
+from .composite import Compositor, fade_people
 from .config import PipelineConfig
 from .frames import Canvas, Frame
 from .growth import make_grower
@@ -73,7 +73,8 @@ class Pipeline:
         return seg
 
     def process(self, frames: Sequence[Frame], keys: Sequence[Hashable] | None = None,
-                timer: StageTimer | None = None) -> Result:
+                timer: StageTimer | None = None, opacity: Sequence[float] | None = None) -> Result:
+        """``opacity`` (optional, one per feed, 1 = as is) fades a feed's people out."""
         keys = list(range(len(frames))) if keys is None else list(keys)
         timer = timer or StageTimer()
         for gone in set(self.segmenters) - set(keys):
@@ -86,6 +87,8 @@ class Pipeline:
                 cutouts = [s(f) for s, f in zip(segs, frames)]
         with timer.stage("layout"):
             canvas = self.placer(cutouts, keys)
+            if opacity is not None:
+                canvas = fade_people(canvas, opacity)
         if canvas.size != self._canvas_size:
             # A new canvas geometry: the grower's carried state no longer lines up.
             self.grower.reset()

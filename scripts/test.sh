@@ -22,5 +22,5 @@ export ROOMFUSE_DATA="${ROOMFUSE_DATA:-$PWD/../shared/data}"
 echo "== tests: $markers"
 .venv/bin/python -m pytest -m "$markers" "${pytest_args[@]}"
 
-echo "== browser tests"
-.venv/bin/python -m pytest -m browser "${pytest_args[@]}"
+echo "== browser tests (headless Chromium, in a loopback-only network namespace)"
+scripts/browser_test.sh --basetemp=test-output/browser "${pytest_args[@]}"

@@ -1,0 +1,185 @@
+"""A room's picture: the synchronous pipeline, run off the event loop.
+
+All pipeline work of a room happens in one executor thread, so the pipeline (which keeps
+per-feed state and is not thread-safe) is only ever touched from that thread, frames are
+composed in order, and the event loop stays free for the network. Decoded frames are
+converted to RGB there too, and only the ones actually used: a frame replaced in its slot
+before the next tick costs nothing but its decode. The composite is then encoded once
+for every viewer (``encoder.SharedEncoder``) in a second thread, while the next frame is
+being composed.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..config import GrowConfig, LayoutConfig, PipelineConfig
+from ..frames import Frame, Rect
+from ..growth import DEFAULT_GROWER
+from ..pipeline import Pipeline, StageTimer
+from .encoder import SharedEncoder
+from .tracks import VIDEO_TIME_BASE
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RoomSettings:
+    """How every room of a server is built. The defaults are what `roomfuse serve` uses."""
+
+    fps: float = 30.0
+    # One fixed output size for every room: the composite never changes size, so joins
+    # and leaves slide feeds instead of restarting the encoder and every viewer's
+    # decoder. 1280x360 holds two or three 16:9 webcams side by side near their own size
+    # (the one-room look), and at half the pixels of 720p every per-pixel stage and the
+    # encode stay inside the frame budget on two CPU cores. Rooms of 4-8 look better at
+    # 1280x720.
+    canvas: tuple[int, int] = (1280, 360)
+    layout: str = "auto"  # "auto" (row or grid, whichever draws feeds larger), "row", "grid"
+    gap: int = LayoutConfig.gap
+    grower: str = DEFAULT_GROWER
+    device: str = "auto"
+    segmenter: str = "mediapipe"  # "key" for synthetic participants (tests)
+    max_participants: int = 8
+    # A participant whose frames stop for stall_s is faded out over fade_s and removed:
+    # well inside ICE consent expiry (about 30 s), after which aiortc would fail anyway.
+    stall_s: float = 5.0
+    fade_s: float = 1.0
+    # A participant that never delivers a frame is removed after this (ICE + DTLS failed).
+    connect_timeout_s: float = 20.0
+    ice_servers: tuple = ()  # ice.IceServer
+
+    def pipeline_config(self) -> PipelineConfig:
+        return PipelineConfig(layout=LayoutConfig(height=self.canvas[1], gap=self.gap, mode=self.layout),
+                              grow=GrowConfig(grower=self.grower, device=self.device), fps=self.fps)
+
+
+@dataclass(frozen=True)
+class FeedInput:
+    """One participant's newest frame, as handed to the executor."""
+
+    key: str
+    seq: int  # the slot's frame count; the same seq means the same picture
+    frame: object  # av.VideoFrame
+    arrived: float  # clock seconds
+    opacity: float = 1.0
+
+
+@dataclass
+class Composed:
+    frame: object  # av.VideoFrame, yuv420p, stamped with the RTP clock
+    tiles: dict[str, Rect]  # where each feed was drawn
+    ms: dict[str, float] = field(default_factory=dict)  # stage -> ms ("convert", then "encode", included)
+    packet: object = None  # av.Packet, once encoded (None if the encoder gave nothing)
+    keyframe: bool = False
+
+
+class Compositor:
+    """Owns a room's pipeline and encoder, each used from one thread of its own.
+
+    Composing frame N+1 overlaps encoding frame N: each waits only for its own stage, so
+    the room's rate is set by the slower of the two rather than by their sum.
+    """
+
+    def __init__(self, name: str, settings: RoomSettings, clock=time.monotonic):
+        self.name = name
+        self.settings = settings
+        self.clock = clock
+        self.t0 = clock()
+        self.encoder = SharedEncoder(clock=clock)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"room-{name}")
+        self._encode_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"encode-{name}")
+        self._pipe: Pipeline | None = None
+        self._images: dict[str, tuple[int, np.ndarray]] = {}  # key -> (seq, RGB) already converted
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._pipe = await loop.run_in_executor(self._executor, self._build)
+
+    def _build(self) -> Pipeline:
+        s = self.settings
+        return Pipeline(s.pipeline_config(), segmenter=s.segmenter, canvas_size=s.canvas)
+
+    async def compose(self, feeds: list[FeedInput], now: float) -> Composed:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._compose, feeds, now)
+
+    def _compose(self, feeds: list[FeedInput], now: float) -> Composed:
+        import av
+
+        timer = StageTimer()
+        frames = []
+        with timer.stage("decode"):
+            for f in feeds:
+                cached = self._images.get(f.key)
+                if cached is None or cached[0] != f.seq:
+                    cached = self._images[f.key] = (f.seq, f.frame.to_ndarray(format="rgb24"))
+                frames.append(Frame(image=cached[1], pts=f.arrived - self.t0, index=f.seq, source=f.key))
+            for gone in set(self._images) - {f.key for f in feeds}:
+                del self._images[gone]
+        keys = [f.key for f in feeds]
+        result = self._pipe.process(frames, keys, timer=timer, opacity=[f.opacity for f in feeds])
+        with timer.stage("convert"):
+            # OpenCV's I420 conversion is BT.601 limited range like libswscale's, and
+            # about 15x faster here.
+            yuv = cv2.cvtColor(result.image, cv2.COLOR_RGB2YUV_I420)
+            out = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+            out.pts = int(round((now - self.t0) / VIDEO_TIME_BASE))
+            out.time_base = VIDEO_TIME_BASE
+        return Composed(frame=out, tiles=dict(zip(keys, result.canvas.tiles)), ms=dict(timer.ms))
+
+    async def encode(self, composed: Composed) -> Composed:
+        """Fill in ``composed.packet``: the encode of every viewer, done once."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._encode_executor, self._encode, composed)
+
+    def _encode(self, composed: Composed) -> Composed:
+        t0 = time.perf_counter()
+        encoded = self.encoder.encode(composed.frame, self.settings.fps)
+        composed.ms["encode"] = (time.perf_counter() - t0) * 1e3
+        if encoded is not None:
+            composed.packet, composed.keyframe = encoded
+        return composed
+
+    async def close(self) -> None:
+        """Release the pipeline and the encoder in their own threads (after any frame
+        still being composed or encoded)."""
+        loop = asyncio.get_running_loop()
+        if self._pipe is not None:
+            pipe, self._pipe = self._pipe, None
+            await loop.run_in_executor(self._executor, pipe.close)
+        await loop.run_in_executor(self._encode_executor, self.encoder.close)
+        self._executor.shutdown(wait=False)
+        self._encode_executor.shutdown(wait=False)
+
+
+class LateLog:
+    """Warns when composites miss their deadline: at once, then at most every
+    ``every_s`` seconds with a count, so a slow machine does not flood the log."""
+
+    def __init__(self, room: str, every_s: float = 5.0, clock=time.monotonic):
+        self.room = room
+        self.every_s = every_s
+        self.clock = clock
+        self.late = 0  # composites late since the room started
+        self._unreported = 0
+        self._last = -float("inf")
+
+    def __call__(self, late_s: float, ms: dict[str, float]) -> None:
+        self.late += 1
+        self._unreported += 1
+        now = self.clock()
+        if now - self._last < self.every_s:
+            return
+        stage = max(ms, key=ms.get) if ms else "?"
+        log.warning("room %s: composite late by %.0f ms (%d late since last report; slowest stage "
+                    "%s %.0f ms of %.0f ms)", self.room, late_s * 1e3, self._unreported, stage,
+                    ms.get(stage, 0.0), sum(ms.values()))
+        self._unreported = 0
+        self._last = now

@@ -1,0 +1,356 @@
+"""Rooms and their participants: who is in, what they send, when they are gone.
+
+A room exists while someone is in it. Each participant has a peer connection, a
+newest-frame slot fed by their camera track, and a handle on the room's composite. One
+task per room composes at the room's frame rate, in step with the cameras: it takes the
+newest frame of every participant, composes and encodes them in the room's executor
+thread and publishes the packets. The same loop notices participants whose video stopped
+(a frozen camera, a vanished peer, a closed connection): they fade out and are removed,
+and the others slide over.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import statistics
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from .compositor import Compositor, FeedInput, LateLog, RoomSettings
+from .ice import rtc_configuration
+from .signalling import SignallingError
+from .tracks import CompositeFeed, CompositeTrack, FrameSlot, make_prompt, pump
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Participant:
+    id: str
+    name: str
+    pc: object  # RTCPeerConnection
+    joined: float
+    slot: FrameSlot = field(default_factory=FrameSlot)
+    track: CompositeTrack | None = None
+    pump_task: asyncio.Task | None = None
+    fade_from: float | None = None  # clock time the fade-out started
+    fade_reason: str = ""
+    tile: tuple | None = None
+    size: tuple[int, int] | None = None
+    shown_seq: int = 0  # the slot seq of the frame last composed
+    delays: deque = field(default_factory=lambda: deque(maxlen=60))  # arrival -> first composite out, s
+
+    def delay_ms(self) -> float | None:
+        """Median over the last 60 new frames (about 2 s)."""
+        return round(1e3 * statistics.median(self.delays), 1) if self.delays else None
+
+    def opacity(self, now: float, fade_s: float) -> float:
+        if self.fade_from is None:
+            return 1.0
+        return max(0.0, 1.0 - (now - self.fade_from) / max(fade_s, 1e-6))
+
+    def state(self) -> str:
+        if self.fade_from is not None:
+            return "leaving"
+        return "live" if self.slot.frame is not None else "connecting"
+
+
+class Room:
+    def __init__(self, name: str, settings: RoomSettings, on_empty=None, clock=time.monotonic):
+        self.name = name
+        self.settings = settings
+        self.clock = clock
+        self.participants: dict[str, Participant] = {}
+        self.compositor = Compositor(name, settings, clock=clock)
+        self.feed = CompositeFeed(self.compositor.encoder)
+        self.late = LateLog(name, clock=clock)
+        self.composed = 0
+        self.stage_ms: dict[str, float] = {}
+        self._on_empty = on_empty
+        self._recent: deque[float] = deque()  # publish times in the last second
+        self._task: asyncio.Task | None = None
+        self._encoding: asyncio.Task | None = None  # the composite being encoded
+        self._arrived = asyncio.Event()  # set whenever any participant's frame arrives
+        self._closing: set[asyncio.Task] = set()
+        self.closed = False
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    # ---- joining and leaving ----------------------------------------------------------
+
+    async def join(self, name: str, sdp: str) -> tuple[str, str]:
+        """Answer a participant's offer; returns (answer sdp, participant id)."""
+        from aiortc import RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+
+        if self.closed:
+            raise SignallingError(f"room {self.name} is closing; try again", 409)
+        if len(self.participants) >= self.settings.max_participants:
+            raise SignallingError(f"room {self.name} is full ({self.settings.max_participants} "
+                                  "participants)", 409)
+        pc = RTCPeerConnection(rtc_configuration(self.settings.ice_servers))
+        p = Participant(id=secrets.token_hex(6), name=name, pc=pc, joined=self.clock(),
+                        slot=FrameSlot(clock=self.clock, on_put=self._arrived.set))
+        self.participants[p.id] = p  # the seat is taken before the first await
+
+        @pc.on("track")
+        def on_track(track):
+            if track.kind == "video" and p.pump_task is None:
+                p.pump_task = asyncio.ensure_future(pump(track, p.slot, f"{self.name}/{p.id}"))
+
+        @pc.on("connectionstatechange")
+        def on_state():
+            if pc.connectionState in ("failed", "closed") and p.id in self.participants:
+                self._fade(p, f"connection {pc.connectionState}")
+
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+            for t in pc.getTransceivers():
+                if t.kind != "video":
+                    t.direction = "inactive"  # nothing else is used; never queue it
+                elif not make_prompt(t.receiver):
+                    log.debug("aiortc's receive buffer not found; frames wait one period more")
+            p.track = CompositeTrack(self.feed)
+            p.track.attach(pc.addTrack(p.track))
+            video = next(t for t in pc.getTransceivers() if t.kind == "video")
+            # The composite is encoded once, as VP8, for everyone (offers without VP8
+            # are refused before this); VP8 is also 2-3x cheaper to encode than H.264.
+            codecs = RTCRtpSender.getCapabilities("video").codecs
+            video.setCodecPreferences([c for c in codecs if c.mimeType in ("video/VP8", "video/rtx")])
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as e:
+            await self._remove(p, "offer refused")
+            raise SignallingError(f"sdp: cannot answer this offer ({type(e).__name__}: "
+                                  f"{str(e).splitlines()[0][:100] if str(e) else 'no detail'})") from None
+        if p.id not in self.participants:  # closed while the answer was being made
+            raise SignallingError(f"room {self.name} closed while joining", 409)
+        log.info("room %s: %s (%s) joined, %d in the room", self.name, p.name, p.id, len(self.participants))
+        return pc.localDescription.sdp, p.id
+
+    async def leave(self, pid: str) -> None:
+        p = self.participants.get(pid)
+        if p is None:
+            raise SignallingError(f"no participant {pid} in room {self.name}", 404)
+        await self._remove(p, "left")
+
+    def _fade(self, p: Participant, reason: str) -> None:
+        if p.fade_from is not None:
+            return
+        if p.slot.frame is None:  # never shown: nothing to fade
+            self._spawn(self._remove(p, reason))
+            return
+        p.fade_from, p.fade_reason = self.clock(), reason
+        log.info("room %s: %s (%s) %s; fading out", self.name, p.name, p.id, reason)
+
+    async def _remove(self, p: Participant, reason: str) -> None:
+        if self.participants.get(p.id) is not p:
+            return
+        del self.participants[p.id]
+        log.info("room %s: %s (%s) removed (%s), %d left", self.name, p.name, p.id, reason,
+                 len(self.participants))
+        if p.pump_task is not None:
+            p.pump_task.cancel()
+        if p.track is not None:
+            p.track.stop()
+        await p.pc.close()
+        if p.pump_task is not None:
+            await asyncio.gather(p.pump_task, return_exceptions=True)
+        if not self.participants and self._on_empty is not None and not self.closed:
+            self._on_empty(self)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    # ---- the compositor loop ----------------------------------------------------------
+
+    def _check_departures(self, now: float) -> None:
+        s = self.settings
+        for p in list(self.participants.values()):
+            if p.fade_from is not None:
+                if p.opacity(now, s.fade_s) <= 0.0:
+                    self._spawn(self._remove(p, p.fade_reason))
+                continue
+            age = p.slot.age(now)
+            if age is None:
+                if now - p.joined > s.connect_timeout_s:
+                    self._spawn(self._remove(p, f"no video within {s.connect_timeout_s:.0f} s"))
+            elif age > s.stall_s:
+                self._fade(p, f"no video for {age:.1f} s")
+
+    async def _run(self) -> None:
+        try:
+            await self._compose_forever()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A broken pipeline must not leave people connected to a frozen room.
+            log.exception("room %s: compositor failed; closing the room", self.name)
+            for p in list(self.participants.values()):
+                self._spawn(self._remove(p, "room failed"))
+
+    async def _compose_forever(self) -> None:
+        period = 1.0 / self.settings.fps
+        await self.compositor.start()
+        last = -float("inf")
+        while True:
+            tick = await self._wait_for_tick(last, period)
+            due = min(tick, last + period)
+            last = tick
+            self._check_departures(tick)
+            feeds = []
+            for p in self.participants.values():
+                opacity = p.opacity(tick, self.settings.fade_s)
+                if p.slot.frame is not None and opacity > 0.0:
+                    seq, frame = p.slot.take()
+                    feeds.append(FeedInput(key=p.id, seq=seq, frame=frame, arrived=p.slot.arrived,
+                                           opacity=opacity))
+                    p.size = (frame.width, frame.height)
+            if not feeds:
+                continue
+            composed = await self.compositor.compose(feeds, tick)
+            # One encode in flight at most: if the encoder is the slower stage the room
+            # slows down to it instead of queueing frames for it.
+            if self._encoding is not None:
+                await self._encoding
+            self._encoding = asyncio.ensure_future(self._encode_and_publish(composed, feeds, due, period))
+
+    async def _encode_and_publish(self, composed, feeds: list[FeedInput], due: float, period: float) -> None:
+        composed = await self.compositor.encode(composed)
+        if composed.packet is not None:
+            self._publish(composed)
+        done = self.clock()
+        self._note_delays(feeds, done)
+        if done > due + period:  # not out before the next one was due
+            self.late(done - due - period, composed.ms)
+
+    async def _wait_for_tick(self, last: float, period: float) -> float:
+        """When to compose next: as soon as every participant on screen has a new frame,
+        so the room runs in step with the cameras and a frame waits least for its
+        composite, but not sooner than 0.8 period after the last composite (the rate
+        stays near the room's) and never later than one period after it (a slow or
+        stalled camera does not hold the others back)."""
+        earliest, deadline = last + 0.8 * period, last + period
+        while True:
+            now = self.clock()
+            if now >= deadline or (now >= earliest and self._all_fresh()):
+                return now
+            self._arrived.clear()
+            try:
+                await asyncio.wait_for(self._arrived.wait(), (earliest if now < earliest else deadline) - now)
+            except asyncio.TimeoutError:
+                pass
+
+    def _all_fresh(self) -> bool:
+        shown = [p for p in self.participants.values() if p.slot.frame is not None and p.fade_from is None]
+        return bool(shown) and all(p.slot.fresh for p in shown)
+
+    def _note_delays(self, feeds: list[FeedInput], done: float) -> None:
+        """How long each new frame waited in the server, from arrival to composite out
+        (tick wait, pipeline, encode); shown on the page beside the network round trip."""
+        for f in feeds:
+            p = self.participants.get(f.key)
+            if p is None or f.seq == p.shown_seq:
+                continue
+            p.shown_seq = f.seq
+            p.delays.append(done - f.arrived)
+
+    def _publish(self, composed) -> None:
+        self.feed.publish(composed.packet, composed.keyframe)
+        self.composed += 1
+        self.stage_ms = composed.ms
+        now = self.clock()
+        self._recent.append(now)
+        while self._recent and self._recent[0] < now - 1.0:
+            self._recent.popleft()
+        for pid, r in composed.tiles.items():
+            p = self.participants.get(pid)
+            if p is not None:
+                p.tile = (r.x, r.y, r.w, r.h)
+
+    def describe(self) -> dict:
+        now = self.clock()
+        return {
+            "room": self.name,
+            "canvas": list(self.settings.canvas),
+            "fps": float(sum(1 for t in self._recent if t >= now - 1.0)),
+            "composed": self.composed,
+            "late": self.late.late,
+            "stage_ms": {k: round(v, 2) for k, v in self.stage_ms.items()},
+            "bitrate": self.compositor.encoder.bitrate,
+            "participants": [{
+                "id": p.id, "name": p.name, "state": p.state(),
+                "fps": p.slot.fps(now), "dropped": p.slot.dropped,
+                "size": list(p.size) if p.size else None,
+                "tile": list(p.tile) if p.tile else None,
+                "picture_losses": p.track.picture_losses if p.track else 0,
+                "delay_ms": p.delay_ms(),
+            } for p in self.participants.values()],
+        }
+
+    async def close(self) -> None:
+        self.closed = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        if self._encoding is not None:
+            await asyncio.gather(self._encoding, return_exceptions=True)
+        for p in list(self.participants.values()):
+            await self._remove(p, "room closed")
+        while self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)
+        self.feed.close()
+        await self.compositor.close()
+
+
+class Rooms:
+    """Every room of a server, made on first join and dropped when the last one leaves."""
+
+    def __init__(self, settings: RoomSettings):
+        self.settings = settings
+        self.rooms: dict[str, Room] = {}
+        self._closing: set[asyncio.Task] = set()
+        self.closed = False
+
+    async def join(self, room: str, name: str, sdp: str) -> tuple[str, str]:
+        if self.closed:
+            raise SignallingError("the server is shutting down", 503)
+        r = self.rooms.get(room)
+        if r is None:
+            r = self.rooms[room] = Room(room, self.settings, on_empty=self._empty)
+            r.start()
+        try:
+            return await r.join(name, sdp)
+        finally:
+            if not r.participants and self.rooms.get(room) is r:
+                self._empty(r)
+
+    async def leave(self, room: str, pid: str) -> None:
+        r = self.rooms.get(room)
+        if r is None:
+            raise SignallingError(f"no participant {pid} in room {room}", 404)
+        await r.leave(pid)
+
+    def describe(self, room: str) -> dict:
+        r = self.rooms.get(room)
+        if r is None:
+            return {"room": room, "canvas": list(self.settings.canvas), "fps": 0.0, "composed": 0,
+                    "late": 0, "stage_ms": {}, "bitrate": None, "participants": []}
+        return r.describe()
+
+    def _empty(self, room: Room) -> None:
+        if self.rooms.get(room.name) is room:
+            del self.rooms[room.name]
+        task = asyncio.ensure_future(room.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def close(self) -> None:
+        self.closed = True
+        for room in list(self.rooms.values()):
+            self._empty(room)
+        while self._closing:
+            await asyncio.gather(*list(self._closing), return_exceptions=True)

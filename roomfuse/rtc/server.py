@@ -1,0 +1,233 @@
+"""`roomfuse serve`: host rooms that browsers join with their webcam.
+
+One process serves the web page, answers the signalling requests and runs every room's
+compositor. It needs nothing else on the machine: no signalling server, and no STUN or
+TURN unless given (--ice-server). It listens on loopback unless told otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import secrets
+import signal
+import ssl
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from ..errors import RoomfuseError
+from ..growth import DEFAULT_GROWER, GROWERS
+from ..layout import MAX_FEEDS
+from .compositor import RoomSettings
+from .ice import IceServer, host_addresses, parse_ice_server, use_host_addresses
+
+log = logging.getLogger(__name__)
+
+
+class ServeError(RoomfuseError):
+    """The server cannot start: a bad flag, a busy port, an unusable grower."""
+
+
+def _canvas(text: str) -> tuple[int, int]:
+    w, sep, h = text.lower().partition("x")
+    try:
+        size = (int(w), int(h))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be WIDTHxHEIGHT, got {text!r}") from None
+    if not sep or min(size) < 64 or max(size) > 3840 or size[0] % 2 or size[1] % 2:
+        raise argparse.ArgumentTypeError(f"must be WIDTHxHEIGHT, even, 64-3840 px, got {text!r}")
+    return size
+
+
+def _fps(text: str) -> float:
+    v = float(text)
+    if not 1 <= v <= 60:
+        raise argparse.ArgumentTypeError(f"must be 1-60, got {text}")
+    return v
+
+
+def _participants(text: str) -> int:
+    v = int(text)
+    if not 1 <= v <= MAX_FEEDS:
+        raise argparse.ArgumentTypeError(f"must be 1-{MAX_FEEDS}, got {text}")
+    return v
+
+
+def _seconds(text: str) -> float:
+    v = float(text)
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return v
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    d = RoomSettings()
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    p.add_argument("--port", type=int, default=8080, help="HTTP port (0: any free port)")
+    p.add_argument("--key", default=None, help="room key every request must carry (default: a random one)")
+    p.add_argument("--max-participants", type=_participants, default=d.max_participants,
+                   help="people per room")
+    p.add_argument("--ice-host", action="append", default=[], metavar="ADDR",
+                   help="interface address to offer as ICE host candidate (repeatable; default: --host, "
+                        "or every address when --host is a wildcard)")
+    p.add_argument("--ice-server", action="append", default=[], metavar="URL",
+                   help="STUN/TURN server: stun:HOST[:PORT] or turn:USER:PASS@HOST[:PORT][?transport=tcp] "
+                        "(repeatable; default: none)")
+    p.add_argument("--fps", type=_fps, default=d.fps, help="composite frame rate")
+    p.add_argument("--canvas", type=_canvas, default=d.canvas, metavar="WxH",
+                   help="composite size (default 1280x360: two or three people side by side; "
+                        "1280x720 suits rooms of 4-8)")
+    p.add_argument("--layout", choices=("auto", "row", "grid"), default=d.layout,
+                   help="auto: row or grid, whichever draws people larger on the canvas")
+    p.add_argument("--gap", type=int, default=d.gap, help="pixels between feeds, filled by the grower")
+    p.add_argument("--grower", choices=sorted(GROWERS), default=DEFAULT_GROWER,
+                   help="what fills the gaps and hidden background")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the grower runs")
+    p.add_argument("--segmenter", choices=("mediapipe", "key"), default=d.segmenter,
+                   help="person segmentation (key: colour key, for synthetic participants)")
+    p.add_argument("--stall-timeout", type=_seconds, default=d.stall_s, metavar="S",
+                   help="fade out and remove a participant whose video stops for this long")
+    p.add_argument("--tls-cert", type=Path, default=None,
+                   help="serve HTTPS with this certificate (browsers allow cameras only on https or localhost)")
+    p.add_argument("--tls-key", type=Path, default=None, help="private key for --tls-cert")
+
+
+def settings_from_args(args: argparse.Namespace, ice_servers: tuple[IceServer, ...] = ()) -> RoomSettings:
+    if args.gap < 0:
+        raise ServeError(f"--gap must be >= 0, got {args.gap}")
+    return replace(RoomSettings(), fps=args.fps, canvas=args.canvas, layout=args.layout, gap=args.gap,
+                   grower=args.grower, device=args.device, segmenter=args.segmenter,
+                   max_participants=args.max_participants, stall_s=args.stall_timeout,
+                   ice_servers=ice_servers)
+
+
+def preflight(settings: RoomSettings) -> None:
+    """Build the grower and a segmenter once, so a missing model fails now, not at the
+    first join (and the first room does not pay for the imports)."""
+    from ..growth import make_grower
+    from ..layout import plan_layout
+    from ..segment import make_segmenter
+
+    try:
+        make_grower(settings.grower, device=settings.device).reset()
+        make_segmenter(settings.segmenter).close()
+        plan_layout([(640, 360)] * settings.max_participants, settings.pipeline_config().layout,
+                    settings.canvas)
+    except RoomfuseError:
+        raise
+    except Exception as e:
+        raise ServeError(f"cannot build the room pipeline ({type(e).__name__}: {str(e)[:120]})") from None
+
+
+class Server:
+    """The web app and its rooms, listening on one address."""
+
+    def __init__(self, settings: RoomSettings, key: str, host: str = "127.0.0.1", port: int = 0,
+                 ice_hosts=(), ssl_context=None, access_log: bool = False):
+        self.settings, self.key, self.host, self.port = settings, key, host, port
+        self.ice_addresses = host_addresses(host, ice_hosts)
+        self.ssl_context = ssl_context
+        self.access_log = access_log
+        self.rooms = None
+        self._runner = None
+        self._restore_ice = None
+
+    @property
+    def base(self) -> str:
+        host = self.host if self.host not in ("", "0.0.0.0", "::") else self.ice_addresses[0]
+        host = f"[{host}]" if ":" in host else host
+        return f"{'https' if self.ssl_context else 'http'}://{host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """The page to open; the key rides in the fragment, which browsers never send."""
+        return f"{self.base}/#key={self.key}"
+
+    async def start(self) -> str:
+        from aiohttp import web
+
+        from .room import Rooms
+        from .signalling import make_app
+
+        self._restore_ice = use_host_addresses(self.ice_addresses)
+        self.rooms = Rooms(self.settings)
+        s = self.settings
+        client_config = {"iceServers": [i.to_json() for i in s.ice_servers], "fps": s.fps,
+                         "canvas": list(s.canvas), "maxParticipants": s.max_participants}
+        app = make_app(self.rooms, self.key, client_config)
+        self._runner = web.AppRunner(app, access_log=log if self.access_log else None,
+                                     handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, ssl_context=self.ssl_context)
+        try:
+            await site.start()
+        except OSError as e:
+            await self.stop()
+            raise ServeError(f"cannot listen on {self.host}:{self.port}: {e.strerror or e}") from None
+        self.port = self._runner.addresses[0][1]  # the real one when port 0 was asked
+        return self.url
+
+    async def stop(self) -> None:
+        if self.rooms is not None:
+            await self.rooms.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._restore_ice is not None:
+            self._restore_ice()
+            self._restore_ice = None
+
+    async def __aenter__(self):
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.stop()
+
+
+def _ssl_context(args) -> ssl.SSLContext | None:
+    if args.tls_cert is None and args.tls_key is None:
+        return None
+    if args.tls_cert is None or args.tls_key is None:
+        raise ServeError("--tls-cert and --tls-key go together")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(args.tls_cert, args.tls_key)
+    except (OSError, ssl.SSLError) as e:
+        raise ServeError(f"--tls-cert {args.tls_cert}: cannot load ({e})") from None
+    return ctx
+
+
+async def _serve(server: Server) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await server.start()
+    try:
+        print(f"roomfuse serve: open {server.url}", flush=True)
+        print(f"  (rooms: {server.base}/r/NAME#key={server.key}; ICE host candidates: "
+              f"{', '.join(server.ice_addresses)}; Ctrl-C stops)", file=sys.stderr, flush=True)
+        await stop.wait()
+    finally:
+        await server.stop()
+
+
+def main(args: argparse.Namespace) -> int:
+    verbose = bool(getattr(args, "verbose", False))
+    if not verbose:
+        # aioice logs every connectivity check at INFO.
+        logging.getLogger("aioice").setLevel(logging.WARNING)
+    key = args.key if args.key is not None else secrets.token_urlsafe(9)
+    if not key or len(key) > 128 or not key.isprintable() or any(c in key for c in " #&"):
+        raise ServeError("--key must be 1-128 printable characters without spaces, '#' or '&'")
+    if not 0 <= args.port <= 65535:
+        raise ServeError(f"--port must be 0-65535, got {args.port}")
+    ice_servers = tuple(parse_ice_server(u) for u in args.ice_server)
+    settings = settings_from_args(args, ice_servers)
+    server = Server(settings, key, host=args.host, port=args.port, ice_hosts=args.ice_host,
+                    ssl_context=_ssl_context(args), access_log=verbose)
+    preflight(settings)
+    asyncio.run(_serve(server))
+    return 0

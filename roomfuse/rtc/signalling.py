@@ -1,0 +1,224 @@
+"""The signalling contract: one HTTP exchange per join, no signalling server of its own.
+
+    POST   /rooms/{room}/offer                  {"sdp", "type": "offer", "name", "key"}
+                                                -> {"sdp", "type": "answer", "participant"}
+    GET    /rooms/{room}                        -> {"room", "participants": [...], ...}
+    DELETE /rooms/{room}/participants/{id}      -> {"left": id}
+
+The key travels in the offer body, or for GET and DELETE in the ``X-Roomfuse-Key`` header
+(or a ``key`` query parameter). Errors are JSON ``{"error": "one line"}`` with 400
+(malformed), 403 (wrong or missing key), 404 (no such participant), 409 (room full) or
+413 (body too large). aiortc has no trickle ICE: the offer must carry every candidate,
+so a browser waits for ``iceGatheringState == "complete"`` before posting it.
+
+The names and helpers a client needs are at the top of this module; the aiohttp routes
+and the validation of what arrives are below them.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+from pathlib import Path
+
+from ..errors import RoomfuseError
+
+log = logging.getLogger(__name__)
+
+OFFER_PATH = "/rooms/{room}/offer"
+ROOM_PATH = "/rooms/{room}"
+PARTICIPANT_PATH = "/rooms/{room}/participants/{participant}"
+CONFIG_PATH = "/config"
+KEY_HEADER = "X-Roomfuse-Key"
+KEY_QUERY = "key"
+FIELD_SDP, FIELD_TYPE, FIELD_NAME, FIELD_KEY, FIELD_PARTICIPANT = "sdp", "type", "name", "key", "participant"
+
+ROOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+PARTICIPANT_ID = re.compile(r"[0-9a-f]{12}")
+MAX_NAME = 64
+MAX_BODY = 64 * 1024  # a browser's offer with every candidate is about 5-10 KB
+ROOM_CODEC = "VP8"  # the composite is encoded once, as VP8, for every viewer
+
+
+class SignallingError(RoomfuseError):
+    """A request the server refuses; ``status`` is the HTTP status to answer with."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+def check_room_name(room: str) -> str:
+    if not isinstance(room, str) or not ROOM_NAME.fullmatch(room):
+        raise SignallingError(f"room name {str(room)[:80]!r}: use 1-64 letters, digits, '-' or '_', "
+                              "starting with a letter or digit")
+    return room
+
+
+def offer_body(sdp: str, name: str, key: str) -> dict:
+    """The JSON body of a join request."""
+    return {FIELD_SDP: sdp, FIELD_TYPE: "offer", FIELD_NAME: name, FIELD_KEY: key}
+
+
+def offer_url(base: str, room: str) -> str:
+    return base.rstrip("/") + OFFER_PATH.format(room=check_room_name(room))
+
+
+def room_url(base: str, room: str) -> str:
+    return base.rstrip("/") + ROOM_PATH.format(room=check_room_name(room))
+
+
+def participant_url(base: str, room: str, participant: str) -> str:
+    return base.rstrip("/") + PARTICIPANT_PATH.format(room=check_room_name(room), participant=participant)
+
+
+def parse_answer(body: dict) -> tuple[str, str]:
+    """(answer sdp, participant id) from the server's reply to an offer."""
+    if not isinstance(body, dict) or body.get(FIELD_TYPE) != "answer" or not isinstance(body.get(FIELD_SDP), str):
+        raise SignallingError(f"server reply is not an SDP answer: {str(body)[:120]}")
+    return body[FIELD_SDP], str(body.get(FIELD_PARTICIPANT, ""))
+
+
+# ---- what arrives at the server -------------------------------------------------------
+
+def check_key(given, expected: str) -> None:
+    if not isinstance(given, str) or not given:
+        raise SignallingError("missing room key", 403)
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise SignallingError("wrong room key", 403)
+
+
+def parse_offer_body(raw: bytes, expected_key: str) -> tuple[str, str]:
+    """Validate a join request; returns (sdp, participant name)."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise SignallingError(f"request body is not JSON ({str(e).splitlines()[0][:80]})") from None
+    if not isinstance(body, dict):
+        raise SignallingError("request body must be a JSON object")
+    check_key(body.get(FIELD_KEY), expected_key)
+    if body.get(FIELD_TYPE) != "offer":
+        raise SignallingError(f"field 'type' must be \"offer\", got {str(body.get(FIELD_TYPE))[:40]!r}")
+    sdp = body.get(FIELD_SDP)
+    if not isinstance(sdp, str) or not sdp.strip():
+        raise SignallingError("field 'sdp' must be a non-empty string")
+    name = body.get(FIELD_NAME, "guest")
+    if not isinstance(name, str):
+        raise SignallingError("field 'name' must be a string")
+    name = "".join(ch for ch in name if ch.isprintable()).strip()[:MAX_NAME] or "guest"
+    check_offer_sdp(sdp)
+    return sdp, name
+
+
+def check_offer_sdp(sdp: str) -> None:
+    """Refuse an offer aiortc could not answer, naming what is wrong with it."""
+    from aiortc.sdp import SessionDescription
+
+    if not sdp.lstrip().startswith("v=0"):
+        raise SignallingError("sdp: not a session description (must start with 'v=0')")
+    try:
+        desc = SessionDescription.parse(sdp)
+    except Exception as e:  # the parser raises ValueError, KeyError, IndexError...
+        raise SignallingError(f"sdp: cannot parse ({type(e).__name__}: {str(e)[:80]})") from None
+    video = [m for m in desc.media if m.kind == "video"]
+    if len(video) != 1:
+        raise SignallingError(f"sdp: needs exactly one video section (m=video), found {len(video)}")
+    m = video[0]
+    if m.direction not in (None, "sendrecv"):
+        raise SignallingError(f"sdp: the video section must be sendrecv (send the camera, receive the "
+                              f"room), got {m.direction}")
+    if not m.ice.usernameFragment or not m.ice.password:
+        raise SignallingError("sdp: missing a=ice-ufrag / a=ice-pwd")
+    if not m.dtls or not m.dtls.fingerprints:
+        raise SignallingError("sdp: missing a=fingerprint (DTLS)")
+    if not m.ice_candidates:
+        raise SignallingError("sdp: no ICE candidates; wait for ICE gathering to complete before "
+                              "sending the offer (no trickle ICE)")
+    names = {c.name.upper() for c in m.rtp.codecs}
+    if ROOM_CODEC not in names:
+        raise SignallingError(f"sdp: the room is sent as {ROOM_CODEC}, which the offer lacks (it offers "
+                              f"{', '.join(sorted(names - {'RTX'})) or 'no video codec'})")
+
+
+# ---- the aiohttp application ----------------------------------------------------------
+
+STATIC = Path(__file__).parent / "static"
+
+
+def make_app(rooms, key: str, client_config: dict):
+    """The web app: pages, static files and the signalling routes for ``rooms``
+    (a ``room.Rooms``). ``client_config`` is what ``GET /config`` tells a page."""
+    from aiohttp import web
+
+    def key_of(request) -> str | None:
+        return request.headers.get(KEY_HEADER) or request.query.get(KEY_QUERY)
+
+    @web.middleware
+    async def json_errors(request, handler):
+        try:
+            return await handler(request)
+        except SignallingError as e:
+            log.info("%s %s -> %d: %s", request.method, request.path, e.status, e)
+            return web.json_response({"error": str(e)}, status=e.status)
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            message = e.text if e.text and not e.text.startswith(f"{e.status}:") else e.reason
+            return web.json_response({"error": message}, status=e.status)
+        except Exception as e:  # a bug: answer in the same shape, keep the traceback in the log
+            log.exception("%s %s failed", request.method, request.path)
+            return web.json_response({"error": f"internal error ({type(e).__name__})"}, status=500)
+
+    async def read_body(request) -> bytes:
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise SignallingError(f"request body of {request.content_length} bytes is over the "
+                                  f"{MAX_BODY} byte limit", 413)
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            raise SignallingError(f"request body is over the {MAX_BODY} byte limit", 413) from None
+
+    async def offer(request):
+        room = check_room_name(request.match_info["room"])
+        sdp, name = parse_offer_body(await read_body(request), key)
+        answer, pid = await rooms.join(room, name, sdp)
+        return web.json_response({FIELD_SDP: answer, FIELD_TYPE: "answer", FIELD_PARTICIPANT: pid})
+
+    async def room_info(request):
+        check_key(key_of(request), key)
+        room = check_room_name(request.match_info["room"])
+        return web.json_response(rooms.describe(room))
+
+    async def leave(request):
+        check_key(key_of(request), key)
+        room = check_room_name(request.match_info["room"])
+        pid = request.match_info["participant"]
+        if not PARTICIPANT_ID.fullmatch(pid):
+            raise SignallingError(f"participant id {pid[:40]!r} is malformed")
+        await rooms.leave(room, pid)
+        return web.json_response({"left": pid})
+
+    async def config(request):
+        check_key(key_of(request), key)
+        return web.json_response(client_config)
+
+    def page(name: str):
+        async def handler(request):
+            return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
+        return handler
+
+    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY)
+    app.add_routes([
+        web.get("/", page("index.html")),
+        web.get("/r/{room}", page("room.html")),
+        web.get(CONFIG_PATH, config),
+        web.post(OFFER_PATH, offer),
+        web.get(ROOM_PATH, room_info),
+        web.delete(PARTICIPANT_PATH, leave),
+        web.static("/static", STATIC),
+    ])
+    return app
