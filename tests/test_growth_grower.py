@@ -1,0 +1,107 @@
+"""NCAGrower: the learned growth model behind the pipeline's Grower interface."""
+import numpy as np
+import pytest
+import torch
+
+from roomfuse.growth import make_grower
+from roomfuse.growth.checkpoint import CheckpointError, save_checkpoint
+from roomfuse.growth.model import GrowthNet, NCAConfig
+from roomfuse.growth.nca_grower import DEFAULT_CHECKPOINT, MODEL_ENV, NCAGrower
+from roomfuse.growth.rule import RuleConfig
+
+
+def busy_net(seed=0):
+    torch.manual_seed(seed)
+    net = GrowthNet(NCAConfig(channels=10, hidden=16))
+    torch.nn.init.normal_(net.fc2.weight, 0, 0.05)
+    return net
+
+
+def canvas(seed=0, h=72, w=160):
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    known = np.ones((h, w), bool)
+    known[:, 70:94] = False
+    known[40:, 10:40] = False
+    return image, known
+
+
+@pytest.fixture()
+def checkpoint(tmp_path):
+    path = tmp_path / "tiny.pt"
+    save_checkpoint(path, busy_net(), RuleConfig(grow_steps=6, frame_steps=1), factor=4)
+    return path
+
+
+def test_fill_keeps_known_pixels_and_fills_the_rest(checkpoint):
+    image, known = canvas()
+    out = NCAGrower(device="cpu", checkpoint=checkpoint).fill(image, known)
+    assert out.shape == image.shape and out.dtype == np.uint8
+    assert np.array_equal(out[known], image[known])
+    assert not np.array_equal(out[~known], image[~known])
+
+
+def test_state_is_kept_between_frames_and_reset_drops_it(checkpoint):
+    image, known = canvas()
+    grower = NCAGrower(device="cpu", checkpoint=checkpoint)
+    first = grower.fill(image, known)
+    assert grower.state is not None
+    second = grower.fill(image, known)       # carried: one more step, not a fresh start
+    assert not np.array_equal(first, second)
+    grower.reset()
+    assert grower.state is None
+    assert np.array_equal(grower.fill(image, known), first)
+
+
+def test_a_new_canvas_size_starts_afresh(checkpoint):
+    grower = NCAGrower(device="cpu", checkpoint=checkpoint)
+    grower.fill(*canvas())
+    small = canvas(seed=1, h=48, w=96)
+    out = grower.fill(*small)
+    fresh = NCAGrower(device="cpu", checkpoint=checkpoint).fill(*small)
+    assert np.array_equal(out, fresh)
+
+
+def test_checkpoint_from_the_environment(checkpoint, monkeypatch, tmp_path):
+    monkeypatch.setenv(MODEL_ENV, str(checkpoint))
+    assert NCAGrower(device="cpu").net.config.channels == 10
+    monkeypatch.setenv(MODEL_ENV, str(tmp_path / "absent.pt"))
+    with pytest.raises(CheckpointError, match="absent.pt"):
+        NCAGrower(device="cpu")
+
+
+def test_device_choices(checkpoint):
+    assert NCAGrower(device="auto", checkpoint=checkpoint).device.type in ("cpu", "cuda")
+    with pytest.raises(ValueError):
+        NCAGrower(device="tpu", checkpoint=checkpoint)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="cuda"):
+            NCAGrower(device="cuda", checkpoint=checkpoint)
+        # half precision is a CUDA option; on the CPU the grower stays in float32
+        assert NCAGrower(device="cpu", checkpoint=checkpoint, half=True).dtype == torch.float32
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_computes_the_same_fill_as_the_cpu(checkpoint):
+    image, known = canvas()
+    cpu = NCAGrower(device="cpu", checkpoint=checkpoint).fill(image, known)
+    gpu = NCAGrower(device="cuda", checkpoint=checkpoint).fill(image, known)
+    assert np.abs(cpu.astype(int) - gpu.astype(int)).max() <= 1
+
+
+def test_shipped_model_loads_through_the_registry():
+    assert DEFAULT_CHECKPOINT.is_file(), f"{DEFAULT_CHECKPOINT} is not shipped"
+    grower = make_grower("nca", device="cpu")
+    image, known = canvas()
+    out = grower.fill(image, known)
+    assert np.array_equal(out[known], image[known])
+    assert grower.meta.get("history"), "the checkpoint carries its training record"
+
+
+def test_fully_known_and_fully_unknown_canvases(checkpoint):
+    grower = NCAGrower(device="cpu", checkpoint=checkpoint)
+    image, _ = canvas()
+    assert np.array_equal(grower.fill(image, np.ones(image.shape[:2], bool)), image)
+    out = grower.fill(image, np.zeros(image.shape[:2], bool))
+    assert out.shape == image.shape
