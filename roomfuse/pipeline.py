@@ -25,6 +25,7 @@ from .segment import make_segmenter
 log = logging.getLogger(__name__)
 
 STAGES = ("decode", "segment", "layout", "grow", "composite")
+COVERED_ALPHA = 0.98  # a person this opaque shows at most 2 % of the fill behind them
 
 
 class StageTimer:
@@ -60,7 +61,8 @@ class Pipeline:
         self.segmenter_kind = segmenter
         self.segmenters: dict[Hashable, object] = {}
         self.placer = Placer(config.layout, config.memory, canvas_size=canvas_size)
-        self.grower = grower if grower is not None else make_grower(config.grow.grower, device=config.grow.device)
+        self.grower = grower if grower is not None else make_grower(
+            config.grow.grower, device=config.grow.device, threads=config.grow.threads)
         self.compositor = Compositor(config.composite)
         self._pool = ThreadPoolExecutor(max_workers=max(1, config.segment.threads),
                                         thread_name_prefix="segment")
@@ -94,7 +96,9 @@ class Pipeline:
             self.grower.reset()
             self._canvas_size = canvas.size
         with timer.stage("grow"):
-            grown = self.grower.fill(canvas.background, canvas.known)
+            # Where a person is opaque the fill never shows: growers may skip it.
+            covered = canvas.alpha >= COVERED_ALPHA
+            grown = self.grower.fill(canvas.background, canvas.known, covered)
         with timer.stage("composite"):
             image = self.compositor(canvas, grown)
         return Result(image=image, canvas=canvas, grown=grown, ms=dict(timer.ms))

@@ -186,3 +186,17 @@ def test_mean_schedule_writes_every_eligible_cell_and_nothing_beyond():
     assert changed[:, 4].all() and not changed[:, 5:].any()
     with pytest.raises(ValueError):
         RuleConfig(schedule="random")
+
+
+def test_skipped_cells_are_never_written_and_others_still_grow():
+    """Cells a person will cover keep their starting fill; the rest of the hole grows."""
+    image, known = inputs()
+    skip = torch.zeros_like(known)
+    skip[..., 7:13, 11:17] = True                 # inside the hole
+    rule = GrowthRule(busy_net(), RuleConfig(grow_steps=10))
+    start = rule.init_state(image, known)
+    out, state = rule(image, known, skip=skip)
+    s = skip.expand_as(out)
+    assert torch.equal(out[s], start[:, RGB_SLICE][s])
+    grown = (~known & ~skip).expand_as(out)
+    assert not torch.allclose(out[grown], start[:, RGB_SLICE][grown])

@@ -13,19 +13,29 @@ from .base import Grower
 from .classical import BlendGrower, TeleaGrower
 
 
-def _nca(device: str = "auto", **kw) -> Grower:
+def _nca(device: str = "auto", threads: int | None = None, **kw) -> Grower:
+    import torch
+
     from .nca_grower import NCAGrower  # imports torch; only when asked for
 
+    if threads:
+        torch.set_num_threads(threads)
     return NCAGrower(device=device, **kw)
 
 
-# name -> factory(device=..., **options). Reduced-resolution entries are the live ones.
+def _classical(cls, **fixed) -> Callable[..., Grower]:
+    # Classical fills run on the CPU through OpenCV: device and threads do not apply.
+    return lambda device="auto", threads=None, **kw: cls(**fixed, **kw)
+
+
+# name -> factory(device=..., threads=..., **options). Reduced-resolution entries are
+# the live ones.
 GROWERS: dict[str, Callable[..., Grower]] = {
-    "telea": lambda device="auto", **kw: TeleaGrower(scale=4, method="telea", **kw),
-    "ns": lambda device="auto", **kw: TeleaGrower(scale=4, method="ns", **kw),
-    "telea-full": lambda device="auto", **kw: TeleaGrower(scale=1, method="telea", **kw),
-    "ns-full": lambda device="auto", **kw: TeleaGrower(scale=1, method="ns", **kw),
-    "blend": lambda device="auto", **kw: BlendGrower(scale=1, **kw),
+    "telea": _classical(TeleaGrower, scale=4, method="telea"),
+    "ns": _classical(TeleaGrower, scale=4, method="ns"),
+    "telea-full": _classical(TeleaGrower, scale=1, method="telea"),
+    "ns-full": _classical(TeleaGrower, scale=1, method="ns"),
+    "blend": _classical(BlendGrower, scale=1),
     "nca": _nca,
 }
 
@@ -36,13 +46,15 @@ class UnknownGrower(RoomfuseError, ValueError):
     pass
 
 
-def make_grower(name: str, device: str = "auto", **options) -> Grower:
+def make_grower(name: str, device: str = "auto", threads: int | None = None, **options) -> Grower:
+    """``threads``: torch intra-op threads for a learned grower (process-wide in torch,
+    so only the live pipeline sets it); None leaves torch's setting alone."""
     try:
         factory = GROWERS[name]
     except KeyError:
         raise UnknownGrower(
             f"unknown grower {name!r}; choose one of: {', '.join(GROWERS)}") from None
-    return factory(device=device, **options)
+    return factory(device=device, threads=threads, **options)
 
 
 __all__ = ["Grower", "GROWERS", "DEFAULT_GROWER", "make_grower", "UnknownGrower",

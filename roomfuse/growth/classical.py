@@ -26,7 +26,7 @@ class TeleaGrower(Grower):
         self.flag = cv2.INPAINT_TELEA if method == "telea" else cv2.INPAINT_NS
         self.name = method if self.scale == 1 else f"{method}/{self.scale}"
 
-    def fill(self, image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    def fill(self, image: np.ndarray, known: np.ndarray, covered: np.ndarray | None = None) -> np.ndarray:
         check_inputs(image, known)
         if known.all():
             return image.copy()
@@ -80,7 +80,7 @@ class BlendGrower(Grower):
         self.scale = int(scale)
         self.name = "blend" if self.scale == 1 else f"blend/{self.scale}"
 
-    def fill(self, image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    def fill(self, image: np.ndarray, known: np.ndarray, covered: np.ndarray | None = None) -> np.ndarray:
         check_inputs(image, known)
         if known.all():
             return image.copy()

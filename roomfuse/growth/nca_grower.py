@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -68,8 +69,21 @@ class NCAGrower(Grower):
         t = torch.from_numpy(np.ascontiguousarray(a))
         return t.to(self.device, self.dtype if t.is_floating_point() else None)
 
+    def _skip(self, covered: np.ndarray | None, shape: tuple[int, int]) -> torch.Tensor | None:
+        """Working-resolution cells covered by a person in every pixel, shrunk by one
+        cell so the cells next to what shows are still grown."""
+        if covered is None:
+            return None
+        h, w = shape
+        frac = cv2.resize(covered.view(np.uint8) * np.uint8(255), (w, h), interpolation=cv2.INTER_AREA)
+        skip = cv2.erode((frac == 255).view(np.uint8), np.ones((3, 3), np.uint8))
+        if not skip.any():
+            return None
+        return self._tensor(skip.view(bool)).unsqueeze(0).unsqueeze(0)
+
     @torch.inference_mode()
-    def fill(self, image: np.ndarray, known: np.ndarray) -> np.ndarray:
+    def fill(self, image: np.ndarray, known: np.ndarray,
+             covered: np.ndarray | None = None) -> np.ndarray:
         check_inputs(image, known)
         if known.all():
             self.state = None
@@ -87,7 +101,7 @@ class NCAGrower(Grower):
             state, steps = self.rule.carry(state, img, kn), self.rule.config.frame_steps
         # Channels-last: the rule's per-cell gathers then read the state without a copy.
         state = state.contiguous(memory_format=torch.channels_last)
-        cells = Cells(kn)
+        cells = Cells(kn, self._skip(covered, low_known.shape))
         for _ in range(steps):
             state = self.rule.step(state, img, kn, phase=self.phase, cells=cells)
             self.phase += 1
