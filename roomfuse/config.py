@@ -47,7 +47,7 @@ class MemoryConfig:
 
 @dataclass(frozen=True)
 class GrowConfig:
-    grower: str = "telea"
+    grower: str = "nca"  # the growth model; "telea" is the classical baseline
     device: str = "auto"  # "auto" (CUDA if present), "cpu" or "cuda"
     # torch intra-op threads for a learned grower on the CPU. Its per-frame ops are
     # small: a second thread saves little and its spinning steals the core that decodes

@@ -111,7 +111,7 @@ def test_bench_writes_json_and_plot(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     r = json.loads(out_json.read_text())
-    assert r["frames"] == 20 and r["canvas"] == [480 + 64 + 480, 360] and r["grower"] == "telea"
+    assert r["frames"] == 20 and r["canvas"] == [480 + 64 + 480, 360] and r["grower"] == "nca"
     assert r["device"] == "cpu" and r["fps"] > 0
     assert set(r["stages"]) == set(STAGES)
     for v in r["stages"].values():

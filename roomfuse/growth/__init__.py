@@ -39,7 +39,7 @@ GROWERS: dict[str, Callable[..., Grower]] = {
     "nca": _nca,
 }
 
-DEFAULT_GROWER = "telea"
+DEFAULT_GROWER = "nca"
 
 
 class UnknownGrower(RoomfuseError, ValueError):
