@@ -23,4 +23,5 @@ echo "== tests: $markers"
 .venv/bin/python -m pytest -m "$markers" "${pytest_args[@]}"
 
 echo "== browser tests (headless Chromium, in a loopback-only network namespace)"
+mkdir -p test-output  # pytest makes --basetemp itself, not its parent; screenshots land here
 scripts/browser_test.sh --basetemp=test-output/browser "${pytest_args[@]}"
