@@ -2,10 +2,18 @@
 
     .venv/bin/python benchmarks/run.py                 # every scenario this machine can run
     .venv/bin/python benchmarks/run.py --only 2x360    # scenarios whose name contains "2x360"
+    python benchmarks/run.py --only cuda --source synthetic   # no mediapipe, no PyAV
 
 Each scenario runs `roomfuse bench` in-process on real webcam clips from the team data
 (ROOMFUSE_DATA) with a warm-up, writes its JSON and PNG to benchmarks/out/, and the run
 ends with a markdown table ready for RESULTS.md, headed by the machine it ran on.
+
+Scenarios with a feed size (``-1280x720feeds``) take the clips at that size: decoded
+once with OpenCV, cropped to 16:9 and upscaled from 640x360 (the clips are 640x480),
+and served from memory, so their "decode" stage is only the pick of a frame. So do all
+scenarios where PyAV is missing. ``--source synthetic`` replaces the clips by synthetic
+participants segmented by colour key, for a machine without mediapipe; its holes are
+smaller than real people's (see benchmarks/README.md).
 """
 from __future__ import annotations
 
@@ -17,13 +25,24 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from roomfuse.bench import bench, plot
-from roomfuse.config import GrowConfig, LayoutConfig, PipelineConfig
-from roomfuse.datapath import data_root
-from roomfuse.render import open_sources
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from feeds import WEBCAMS, open_feeds, segmenter_for  # noqa: E402
 
-# 640x480 webcam clips of people in an office (each one a different signer).
-WEBCAMS = ["intel_asl_bird.mkv", "intel_asl_again.mkv", "intel_asl_book.mkv", "intel_asl_yes.mkv"]
+from roomfuse.bench import bench, plot  # noqa: E402
+from roomfuse.config import GrowConfig, LayoutConfig, PipelineConfig  # noqa: E402
+from roomfuse.datapath import data_root  # noqa: E402
+from roomfuse.growth import GROWERS  # noqa: E402
+from roomfuse.render import open_sources  # noqa: E402
+
+
+def _nca_fp16(device="auto", threads=None, **kw):
+    from roomfuse.growth.nca_grower import NCAGrower
+
+    return NCAGrower(device=device, half=True, **kw)
+
+
+# The growth model in float16, for the GPU scenarios (half precision is a CUDA option).
+GROWERS.setdefault("nca-fp16", _nca_fp16)
 
 
 @dataclass(frozen=True)
@@ -33,10 +52,12 @@ class Scenario:
     grower: str
     device: str = "cpu"
     layout: str = "row"
+    feed: tuple[int, int] | None = None  # each feed's size; None: the clips' own
 
     @property
     def name(self) -> str:
-        return f"{self.feeds}x{self.height}-{self.layout}-{self.grower}-{self.device}"
+        size = f"-{self.feed[0]}x{self.feed[1]}feeds" if self.feed else ""
+        return f"{self.feeds}x{self.height}-{self.layout}-{self.grower}-{self.device}{size}"
 
 
 SCENARIOS = [
@@ -49,6 +70,10 @@ SCENARIOS = [
     Scenario(4, 720, "nca", layout="grid"),
     Scenario(2, 360, "nca", device="cuda"),
     Scenario(4, 720, "nca", device="cuda"),
+    # Four 1280x720 webcams side by side at their own size: a 5312x720 canvas.
+    Scenario(4, 720, "nca", feed=(1280, 720)),
+    Scenario(4, 720, "nca", device="cuda", feed=(1280, 720)),
+    Scenario(4, 720, "nca-fp16", device="cuda", feed=(1280, 720)),
 ]
 
 
@@ -72,18 +97,26 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores{gpu}, Python {platform.python_version()}"
 
 
-def runnable(s: Scenario) -> str | None:
+def _missing(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is None
+
+
+def runnable(s: Scenario, source: str = "clips") -> str | None:
     """Why a scenario cannot run here, or None."""
     if s.device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             return "no CUDA device"
-    if s.grower == "nca":
+    if source == "clips" and _missing("mediapipe"):
+        return "mediapipe is not installed (--source synthetic runs without it)"
+    if s.grower.startswith("nca"):
         from roomfuse.growth import make_grower
 
         try:
-            make_grower("nca", device=s.device)
+            make_grower(s.grower, device=s.device)
         except Exception as e:  # no shipped checkpoint, or it fails to load
             return f"growth model unavailable ({str(e).splitlines()[0][:80]})"
     return None
@@ -96,30 +129,40 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--gap", type=int, default=LayoutConfig.gap)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    p.add_argument("--source", choices=("clips", "synthetic"), default="clips",
+                   help="synthetic: made-up participants and a colour key (no mediapipe needed)")
     args = p.parse_args()
     clips = [str(data_root() / "person_clips" / c) for c in WEBCAMS]
     args.out.mkdir(parents=True, exist_ok=True)
+    in_memory = args.source == "synthetic" or _missing("av")
     rows = []
     for s in SCENARIOS:
         if args.only not in s.name:
             continue
-        why = runnable(s)
+        why = runnable(s, args.source)
         if why:
             print(f"skip {s.name}: {why}", file=sys.stderr)
             continue
         print(f"== {s.name}", file=sys.stderr)
         cfg = PipelineConfig(layout=LayoutConfig(height=s.height, gap=args.gap, mode=s.layout),
                              grow=GrowConfig(grower=s.grower, device=s.device))
-        sources = open_sources(clips[:s.feeds])
+        if s.feed or in_memory:
+            sources = open_feeds(args.source, s.feeds, s.feed or (640, 480), frames=120)
+        else:
+            sources = open_sources(clips[:s.feeds])
         try:
-            r = bench(sources, args.frames, args.warmup, cfg)
+            r = bench(sources, args.frames, args.warmup, cfg, segmenter=segmenter_for(args.source))
         finally:
             for src in sources:
                 src.close()
+        r["source"] = args.source + (" (in memory)" if s.feed or in_memory else "")
         (args.out / f"{s.name}.json").write_text(json.dumps(r, indent=2) + "\n")
-        plot(r, args.out / f"{s.name}.png")
+        try:
+            plot(r, args.out / f"{s.name}.png")
+        except ImportError:  # no matplotlib on this machine: the JSON has it all
+            pass
         rows.append((s, r))
-    print(f"\nMachine: {machine()}\n")
+    print(f"\nMachine: {machine()}" + (f"; feeds: {args.source}" if args.source != "clips" else "") + "\n")
     stages = ["decode", "segment", "layout", "grow", "composite"]
     print("| scenario | canvas | fps | " + " | ".join(f"{st} p50/p95 ms" for st in stages) + " |")
     print("|---|---|---|" + "---|" * len(stages))

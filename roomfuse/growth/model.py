@@ -71,9 +71,28 @@ class GrowthNet(nn.Module):
     def perceive(self, state: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) -> (B, 4C - 3, H, W). Replicate padding: a border cell sees itself
         beyond the edge rather than black, which would read as a strong false edge."""
-        padded = F.pad(state, (1, 1, 1, 1), mode="replicate")
-        feats = F.conv2d(padded, self.kernel, groups=self.config.channels)
+        return self.perceive_valid(F.pad(state, (1, 1, 1, 1), mode="replicate"))
+
+    def perceive_valid(self, blocks: torch.Tensor) -> torch.Tensor:
+        """(N, C, h + 2, w + 2) -> (N, 4C - 3, h, w): perception of blocks that already
+        carry a one-cell border (their neighbours' cells, or the replicated edge). The
+        tiled step cuts the canvas into such blocks; ``perceive`` pads the whole canvas."""
+        feats = F.conv2d(blocks, self.kernel, groups=self.config.channels)
         return feats.index_select(1, self.keep)
+
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Perception and the first layer folded into one 3x3 convolution, (hidden, C, 3,
+        3) weights and a bias: both are linear, so fc1(perceive(x)) is a plain convolution
+        of x. It costs more arithmetic than the depthwise filters plus fc1 (2 * 9 * C *
+        hidden against about 2 * 4C * hidden per cell) but is one dense kernel with no
+        4C-channel intermediate, which suits tensor cores; the same function up to
+        rounding."""
+        c = self.config.channels
+        full = self.fc1.weight.new_zeros(self.fc1.out_features, c * 4)
+        full = full.index_copy(1, self.keep, self.fc1.weight)   # (hidden, 4C), channel-major
+        taps = self.kernel.view(c, 4, 9).to(full.dtype)         # channel, filter, tap
+        w = torch.einsum("hcf,cft->hct", full.view(-1, c, 4), taps)
+        return w.reshape(-1, c, 3, 3), self.fc1.bias
 
     def perceive_gathered(self, neigh: torch.Tensor) -> torch.Tensor:
         """Perception from gathered 3x3 neighbourhoods (N, 9, C), row-major taps, to

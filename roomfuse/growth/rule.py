@@ -27,14 +27,23 @@ state, easing toward the new frame's blend by ``follow`` per frame; cells that b
 hidden start from the last colour seen there (background the person now covers); cells
 that become known are clamped again. So on video the growth is amortised: each frame
 runs only ``frame_steps`` steps from where the last one stopped.
+
+One step, three forms of the same function: ``step`` gathers the cells to update and
+their neighbourhoods (the CPU form: work follows the hole); ``step_dense`` runs the
+network on every cell of the canvas and keeps the update where the rule allows it (the
+reference for the others, and a static shape); ``run_tiled`` does the dense step on the
+tiles that hold cells to update (``tiles.py``), the accelerator form, with static
+shapes for CUDA graphs and compilers. A test holds all three to the same result.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .model import ALIVE, GEOMETRY, RGB, GrowthNet
+from .tiles import Tiles, tile_index
 
 
 @dataclass(frozen=True)
@@ -77,8 +86,11 @@ def row_blend(image: torch.Tensor, known: torch.Tensor, geometry: bool = False):
     t = torch.where(has_l & has_r, (idx - left).to(image.dtype) / span,
                     torch.where(has_l, torch.zeros_like(span), torch.ones_like(span)))
     out = cl * (1 - t.unsqueeze(1)) + cr * t.unsqueeze(1)
-    kf = known.to(image.dtype)
-    mean = (image * kf).sum((2, 3), keepdim=True) / kf.sum((2, 3), keepdim=True).clamp(min=1)
+    # The mean in float32 whatever the image's precision: in float16 a sum over a
+    # canvas of 1280x720 / 16 cells overflows to inf.
+    kf = known.to(torch.float32)
+    mean = ((image.float() * kf).sum((2, 3), keepdim=True)
+            / kf.sum((2, 3), keepdim=True).clamp(min=1)).to(image.dtype)
     row_has = (has_l | has_r).unsqueeze(1)
     out = torch.where(row_has, out, mean.expand_as(out))
     out = torch.where(known, image, out)
@@ -122,12 +134,21 @@ class Cells:
         self.shape = (b, h, w)
         todo = ~known[:, 0] if skip is None else ~known[:, 0] & ~skip[:, 0]
         bi, yi, xi = todo.nonzero(as_tuple=True)
-        self.y, self.x = yi, xi
+        self.b, self.y, self.x = bi, yi, xi
         d = torch.tensor([-1, 0, 1], device=known.device)
         ny = (yi[:, None, None] + d[None, :, None]).clamp(0, h - 1)
         nx = (xi[:, None, None] + d[None, None, :]).clamp(0, w - 1)
         self.neigh = ((bi[:, None, None] * h + ny) * w + nx).reshape(-1, 9)   # (N, 9)
         self.index = self.neigh[:, 4]                                         # the cell itself
+
+
+def per_canvas(phase, canvas: torch.Tensor):
+    """``phase`` as one step number for every canvas of a batch, or a (B,) long tensor
+    when the batch joins canvases that are at different steps (rooms grown together):
+    then each cell takes its own canvas's number."""
+    if isinstance(phase, torch.Tensor):
+        return phase.to(canvas.device).index_select(0, canvas)
+    return phase
 
 
 class GrowthRule:
@@ -181,7 +202,8 @@ class GrowthRule:
         if train:
             gate = gate & (torch.rand(gate.shape, generator=generator, device=gate.device) < 0.5)
         elif self.config.schedule == "hash":
-            gate = gate & fire_hash(cells.y + origin[0], cells.x + origin[1], phase)
+            gate = gate & fire_hash(cells.y + origin[0], cells.x + origin[1],
+                                    per_canvas(phase, cells.b))
         else:
             scale = 0.5
         sel = gate.nonzero(as_tuple=True)[0]
@@ -198,13 +220,106 @@ class GrowthRule:
         flat = flat.index_put((neigh[:, 4],), new)
         return flat.view(b, h, w, c).permute(0, 3, 1, 2)
 
+    # ---- the dense forms ---------------------------------------------------------------
+
+    def _update_blocks(self, blocks: torch.Tensor, todo: torch.Tensor, ys: torch.Tensor,
+                       xs: torch.Tensor, phase, folded=None) -> torch.Tensor:
+        """One step of the inner cells of blocks that carry a one-cell border.
+
+        blocks (N, C, h+2, w+2), any memory format; todo (N, h, w, 1) bool; ys and xs
+        canvas coordinates broadcastable to (N, h, w); ``phase`` an int or (N, 1, 1).
+        Returns the inner cells after the step, (N, h, w, C): the gathered ``step``
+        written for every cell, with the rule's choices as masks instead of indices."""
+        net = self.net
+        if folded is not None:  # perception and fc1 as one convolution (``GrowthNet.folded``)
+            hidden = F.conv2d(blocks, *folded).permute(0, 2, 3, 1)
+        else:
+            hidden = net.fc1(net.perceive_valid(blocks).permute(0, 2, 3, 1))
+        update = net.fc2(F.relu(hidden))
+        old = blocks[:, :, 1:-1, 1:-1].permute(0, 2, 3, 1)
+        # The alive share in float32 whatever the state's precision: it is compared
+        # with a threshold, and k/9 rounded to float16 first could land on the other
+        # side of an alpha set close to a multiple of 1/9.
+        share = F.avg_pool2d(blocks[:, ALIVE:ALIVE + 1].float(), 3, stride=1).permute(0, 2, 3, 1)
+        gate = todo & (share >= self.config.alpha - 1e-6)
+        scale = 1.0
+        if self.config.schedule == "hash":
+            gate = gate & fire_hash(ys, xs, phase).unsqueeze(-1)
+        else:
+            scale = 0.5
+        update = update * scale
+        new = torch.cat([(old[..., RGB] + update[..., RGB]).clamp(0, 1),
+                         torch.ones_like(old[..., ALIVE:ALIVE + 1]), old[..., GEOMETRY],
+                         old[..., GEOMETRY.stop:] + update[..., GEOMETRY.stop:]], -1)
+        return torch.where(gate, new, old)
+
+    def step_dense(self, state: torch.Tensor, known: torch.Tensor, phase=0,
+                   origin: tuple[int, int] = (0, 0), skip: torch.Tensor | None = None,
+                   fold: bool = False) -> torch.Tensor:
+        """``step`` at inference, computed for every cell of the canvas: perception as a
+        convolution (``GrowthNet.perceive``), the network on every cell, the update kept
+        where the rule allows it. Static shapes, no gather; the reference for
+        ``run_tiled``. ``phase``: an int or a (B,) tensor (see ``per_canvas``)."""
+        b, _, h, w = state.shape
+        todo = ~known if skip is None else ~known & ~skip
+        ys = torch.arange(h, device=state.device).view(1, h, 1) + origin[0]
+        xs = torch.arange(w, device=state.device).view(1, 1, w) + origin[1]
+        if isinstance(phase, torch.Tensor):
+            phase = phase.to(state.device).view(b, 1, 1)
+        padded = F.pad(state, (1, 1, 1, 1), mode="replicate")
+        folded = self.net.folded() if fold else None
+        new = self._update_blocks(padded, todo.permute(0, 2, 3, 1), ys, xs, phase, folded)
+        return new.permute(0, 3, 1, 2)
+
+    def tiled_steps(self, flat: torch.Tensor, todo: torch.Tensor, coords: torch.Tensor,
+                    phase: torch.Tensor, shape: tuple[int, int, int], size: int, steps: int,
+                    origin: tuple[int, int] = (0, 0), fold: bool = False) -> torch.Tensor:
+        """``steps`` dense steps on tiles, in place on ``flat``, the state channels-last as
+        (B*H*W + 1, C) with a spare row last (see ``tiles.py``); returns ``flat``.
+
+        Tensors in, the same tensor out, no host synchronisation: this is the piece a
+        CUDA graph captures (``cuda_graph.GraphRunner``) or a compiler fuses. ``phase``
+        (B,) long: the number of each canvas's first step. ``fold``: perception and the
+        first layer as one convolution (``GrowthNet.folded``), the same function up to
+        rounding; folded here, from the weights as they are, so a graph recorded from
+        this never holds stale weights."""
+        read, write, ys, xs, canvas = tile_index(coords, shape, size)
+        n, c = ys.shape[0], flat.shape[1]
+        cell_todo = todo.index_select(0, write).view(n, size, size, 1)
+        ys, xs = ys[:, :, None] + origin[0], xs[:, None, :] + origin[1]
+        first = phase.to(flat.device).index_select(0, canvas).view(n, 1, 1)
+        folded = self.net.folded() if fold else None
+        for i in range(steps):
+            blocks = flat.index_select(0, read).view(n, size + 2, size + 2, c).permute(0, 3, 1, 2)
+            new = self._update_blocks(blocks, cell_todo, ys, xs, first + i, folded)
+            flat.index_copy_(0, write, new.reshape(-1, c))
+        return flat
+
+    def run_tiled(self, state: torch.Tensor, tiles: Tiles, steps: int, phase=0,
+                  origin: tuple[int, int] = (0, 0), fold: bool = False) -> torch.Tensor:
+        """``steps`` steps of ``step`` in the tiled dense form; (B, C, H, W) in and out.
+        ``tiles`` is the frame's plan (``Tiles(known, skip)``), on the state's device."""
+        b, c, h, w = state.shape
+        flat = torch.cat([state.permute(0, 2, 3, 1).reshape(-1, c), state.new_zeros(1, c)])
+        if not isinstance(phase, torch.Tensor):
+            phase = torch.full((b,), int(phase), dtype=torch.long, device=state.device)
+        flat = self.tiled_steps(flat, tiles.todo, tiles.coords, phase, (b, h, w), tiles.size,
+                                steps, origin, fold)
+        return flat[:-1].view(b, h, w, c).permute(0, 3, 1, 2)
+
     def __call__(self, image: torch.Tensor, known: torch.Tensor,
                  state: torch.Tensor | None = None, steps: int | None = None,
                  train: bool = False, generator: torch.Generator | None = None,
-                 phase: int = 0, skip: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 phase=0, skip: torch.Tensor | None = None,
+                 form: str = "gathered") -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (colour (B, 3, H, W), new state). A missing or differently shaped state
         starts afresh with ``grow_steps`` steps; a carried one runs ``frame_steps``.
-        ``skip``: unknown cells not to update (see ``Cells``)."""
+        ``skip``: unknown cells not to update (see ``Cells``). ``form``: "gathered",
+        "dense" or "tiled" (inference only), the same function computed three ways."""
+        if form not in ("gathered", "dense", "tiled"):
+            raise ValueError(f"form must be 'gathered', 'dense' or 'tiled', got {form!r}")
+        if train and form != "gathered":
+            raise ValueError("training steps fire at random: only the gathered form draws them")
         if known.dtype != torch.bool:
             known = known > 0.5
         fresh = state is None or state.shape[0] != image.shape[0] \
@@ -215,7 +330,15 @@ class GrowthRule:
             state = self.carry(state, image, known)
         if steps is None:
             steps = self.config.grow_steps if fresh else self.config.frame_steps
-        cells = Cells(known, skip)
-        for i in range(steps):
-            state = self.step(state, image, known, train, generator, phase + i, cells=cells)
+        if form == "tiled":
+            if skip is not None and skip.dtype != torch.bool:
+                skip = skip > 0.5
+            state = self.run_tiled(state, Tiles(known, skip), steps, phase)
+        elif form == "dense":
+            for i in range(steps):
+                state = self.step_dense(state, known, phase + i, skip=skip)
+        else:
+            cells = Cells(known, skip)
+            for i in range(steps):
+                state = self.step(state, image, known, train, generator, phase + i, cells=cells)
         return state[:, RGB], state

@@ -54,6 +54,13 @@ class RoomSettings:
     # A participant that never delivers a frame is removed after this (ICE + DTLS failed).
     connect_timeout_s: float = 20.0
     ice_servers: tuple = ()  # ice.IceServer
+    # Rooms share one growth service that grows their canvases in one batch per round
+    # ("auto": when the growth model runs on CUDA, where a room's growth is launch-bound
+    # and batching divides that cost; "on", "off"). A round waits at most batch_wait_ms
+    # for every live room (one that composed within the last second) to ask; a room
+    # that is alone, or the only one live, never waits.
+    batch_rooms: str = "auto"
+    batch_wait_ms: float = 4.0
 
     def pipeline_config(self) -> PipelineConfig:
         return PipelineConfig(layout=LayoutConfig(height=self.canvas[1], gap=self.gap, mode=self.layout),
@@ -87,10 +94,15 @@ class Compositor:
     the room's rate is set by the slower of the two rather than by their sum.
     """
 
-    def __init__(self, name: str, settings: RoomSettings, clock=time.monotonic):
+    def __init__(self, name: str, settings: RoomSettings, clock=time.monotonic, grower_factory=None):
+        """``grower_factory`` (optional): makes this room's grower, in the room's thread
+        (a handle on the server's shared growth service); the grower is closed with the
+        room if it has a ``close``."""
         self.name = name
         self.settings = settings
         self.clock = clock
+        self._grower_factory = grower_factory
+        self._grower = None
         self.t0 = clock()
         self.encoder = SharedEncoder(clock=clock)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"room-{name}")
@@ -104,7 +116,8 @@ class Compositor:
 
     def _build(self) -> Pipeline:
         s = self.settings
-        return Pipeline(s.pipeline_config(), segmenter=s.segmenter, canvas_size=s.canvas)
+        self._grower = self._grower_factory() if self._grower_factory is not None else None
+        return Pipeline(s.pipeline_config(), segmenter=s.segmenter, canvas_size=s.canvas, grower=self._grower)
 
     async def compose(self, feeds: list[FeedInput], now: float) -> Composed:
         loop = asyncio.get_running_loop()
@@ -154,6 +167,9 @@ class Compositor:
         if self._pipe is not None:
             pipe, self._pipe = self._pipe, None
             await loop.run_in_executor(self._executor, pipe.close)
+        if self._grower is not None and hasattr(self._grower, "close"):
+            grower, self._grower = self._grower, None
+            await loop.run_in_executor(self._executor, grower.close)
         await loop.run_in_executor(self._encode_executor, self.encoder.close)
         self._executor.shutdown(wait=False)
         self._encode_executor.shutdown(wait=False)

@@ -58,12 +58,13 @@ class Participant:
 
 
 class Room:
-    def __init__(self, name: str, settings: RoomSettings, on_empty=None, clock=time.monotonic):
+    def __init__(self, name: str, settings: RoomSettings, on_empty=None, clock=time.monotonic,
+                 grower_factory=None):
         self.name = name
         self.settings = settings
         self.clock = clock
         self.participants: dict[str, Participant] = {}
-        self.compositor = Compositor(name, settings, clock=clock)
+        self.compositor = Compositor(name, settings, clock=clock, grower_factory=grower_factory)
         self.feed = CompositeFeed(self.compositor.encoder)
         self.late = LateLog(name, clock=clock)
         self.composed = 0
@@ -307,20 +308,36 @@ class Room:
 
 
 class Rooms:
-    """Every room of a server, made on first join and dropped when the last one leaves."""
+    """Every room of a server, made on first join and dropped when the last one leaves.
+
+    When rooms batch their growth (``RoomSettings.batch_rooms``), every room's grower is
+    a handle on one shared growth service, started with the first room and stopped
+    with the server."""
 
     def __init__(self, settings: RoomSettings):
+        from ..growth.batch import SharedGrowth, use_batching
+
         self.settings = settings
         self.rooms: dict[str, Room] = {}
         self._closing: set[asyncio.Task] = set()
         self.closed = False
+        self.growth = None
+        if use_batching(settings.batch_rooms, settings.grower, settings.device):
+            self.growth = SharedGrowth(self._growth_engine, settings.batch_wait_ms / 1e3)
+
+    def _growth_engine(self):
+        from ..growth import make_grower
+
+        grow = self.settings.pipeline_config().grow
+        return make_grower(grow.grower, device=grow.device, threads=grow.threads)
 
     async def join(self, room: str, name: str, sdp: str) -> tuple[str, str]:
         if self.closed:
             raise SignallingError("the server is shutting down", 503)
         r = self.rooms.get(room)
         if r is None:
-            r = self.rooms[room] = Room(room, self.settings, on_empty=self._empty)
+            r = self.rooms[room] = Room(room, self.settings, on_empty=self._empty,
+                                        grower_factory=self.growth.client if self.growth else None)
             r.start()
         try:
             return await r.join(name, sdp)
@@ -354,3 +371,5 @@ class Rooms:
             self._empty(room)
         while self._closing:
             await asyncio.gather(*list(self._closing), return_exceptions=True)
+        if self.growth is not None:
+            self.growth.close()  # every room is closed: nothing waits on it any more

@@ -84,6 +84,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grower", choices=sorted(GROWERS), default=DEFAULT_GROWER,
                    help="what fills the gaps and hidden background")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the grower runs")
+    p.add_argument("--batch-rooms", choices=("auto", "on", "off"), default=d.batch_rooms,
+                   help="grow every room's canvas in one batch per round (auto: when the growth model "
+                        "runs on CUDA; on a CPU it saves nothing and adds waiting)")
     p.add_argument("--segmenter", choices=("mediapipe", "key"), default=d.segmenter,
                    help="person segmentation (key: colour key, for synthetic participants)")
     p.add_argument("--stall-timeout", type=_seconds, default=d.stall_s, metavar="S",
@@ -99,16 +102,21 @@ def settings_from_args(args: argparse.Namespace, ice_servers: tuple[IceServer, .
     return replace(RoomSettings(), fps=args.fps, canvas=args.canvas, layout=args.layout, gap=args.gap,
                    grower=args.grower, device=args.device, segmenter=args.segmenter,
                    max_participants=args.max_participants, stall_s=args.stall_timeout,
-                   ice_servers=ice_servers)
+                   ice_servers=ice_servers, batch_rooms=args.batch_rooms)
 
 
 def preflight(settings: RoomSettings) -> None:
     """Build the grower and a segmenter once, so a missing model fails now, not at the
     first join (and the first room does not pay for the imports)."""
     from ..growth import make_grower
+    from ..growth.batch import use_batching
     from ..layout import plan_layout
     from ..segment import make_segmenter
 
+    try:
+        use_batching(settings.batch_rooms, settings.grower, settings.device)
+    except ValueError as e:
+        raise ServeError(f"--batch-rooms {settings.batch_rooms}: {e}") from None
     try:
         make_grower(settings.grower, device=settings.device).reset()
         make_segmenter(settings.segmenter).close()
