@@ -92,8 +92,9 @@ def row_blend(image: torch.Tensor, known: torch.Tensor, geometry: bool = False):
     mean = ((image.float() * kf).sum((2, 3), keepdim=True)
             / kf.sum((2, 3), keepdim=True).clamp(min=1)).to(image.dtype)
     row_has = (has_l | has_r).unsqueeze(1)
+    # Known cells need no clamping here: there left == right == the cell, t == 0, so
+    # ``out`` is already exactly the image.
     out = torch.where(row_has, out, mean.expand_as(out))
-    out = torch.where(known, image, out)
     if not geometry:
         return out
     run = torch.where(has_l & has_r, span, torch.full_like(span, float(w))) / 32
