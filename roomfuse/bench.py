@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .argtypes import positive_int
 from .pipeline import STAGES, Pipeline, StageTimer
 from .progress import Progress
-from .render import add_pipeline_arguments, config_from_args, open_sources, positive_int
+from .render import add_pipeline_arguments, config_from_args, open_sources
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from .argtypes import non_negative_int, positive_float, positive_int
 from .capture import SourceError, open_source
 from .config import GrowConfig, LayoutConfig, PipelineConfig, SegmentConfig
 from .growth import DEFAULT_GROWER, GROWERS
@@ -20,27 +21,6 @@ from .progress import Progress
 from .sinks import VideoWriter
 
 log = logging.getLogger(__name__)
-
-
-def positive_int(text: str) -> int:
-    v = int(text)
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return v
-
-
-def non_negative_int(text: str) -> int:
-    v = int(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return v
-
-
-def positive_float(text: str) -> float:
-    v = float(text)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
 
 
 def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..argtypes import positive_float, size
 from ..errors import RoomfuseError
 from ..vcam import NewestFrame, PacedOutput, VirtualCamera, VirtualCameraError, letterbox, placeholder
 from .connection import JoinError, Link, SourceReader, is_loopback, parse_link
@@ -33,25 +34,6 @@ from .reconnect import RoomSession, Timeouts
 log = logging.getLogger(__name__)
 
 AUTO_DEVICE = "auto"  # --virtual-camera without DEVICE: the first free device
-
-
-def _size(text: str) -> tuple[int, int]:
-    w, sep, h = text.lower().partition("x")
-    if not (sep and w.isdigit() and h.isdigit() and int(w) > 0 and int(h) > 0):
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 1280x720, got {text!r}")
-    return int(w), int(h)
-
-
-def _positive(kind):
-    def parse(text: str):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        if not v > 0:
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return v
-    return parse
 
 
 def _ice_server(text: str) -> IceServer:
@@ -74,15 +56,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--virtual-camera", metavar="DEVICE", nargs="?", const=AUTO_DEVICE, default=None,
                    help="show the room as a virtual camera: /dev/videoN on Linux (v4l2loopback), "
                         "OBS Virtual Camera on Windows/macOS; without DEVICE the first free one")
-    p.add_argument("--vcam-size", metavar="WxH", type=_size, default=(1280, 720),
+    p.add_argument("--vcam-size", metavar="WxH", type=size(), default=(1280, 720),
                    help="virtual camera size; the room is scaled to fit between black bars (default: 1280x720)")
     p.add_argument("--vcam-backend", metavar="NAME", default=None,
                    help="pyvirtualcam backend: v4l2loopback, obs or unitycapture (default: try each)")
-    p.add_argument("--fps", type=_positive(float), default=30.0,
+    p.add_argument("--fps", type=positive_float, default=30.0,
                    help="frame rate of the virtual camera and the recording (default: 30)")
     p.add_argument("--record", metavar="OUT.mp4", type=Path, help="also write the room to a video file")
     p.add_argument("--show", action="store_true", help="also show the room in a window (q or Esc leaves)")
-    p.add_argument("--duration", metavar="SECONDS", type=_positive(float), default=None,
+    p.add_argument("--duration", metavar="SECONDS", type=positive_float, default=None,
                    help="leave the room after this many seconds (default: stay until Ctrl-C)")
     p.add_argument("--ice-server", metavar="URL", type=_ice_server, action="append", default=[],
                    help="STUN or TURN server for networks that need one: stun:HOST[:PORT] or "
@@ -90,7 +72,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ice-host", metavar="ADDR", action="append", default=[],
                    help="offer only this local address for media (repeatable; default: loopback for a "
                         "server on loopback, otherwise every interface)")
-    p.add_argument("--stall-timeout", metavar="SECONDS", type=_positive(float), default=Timeouts.stall_s,
+    p.add_argument("--stall-timeout", metavar="SECONDS", type=positive_float, default=Timeouts.stall_s,
                    help="rejoin when no video has come from the room for this long (default: %(default)s)")
 
 

@@ -16,6 +16,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from ..argtypes import non_negative_int, number, positive_float, size
 from ..errors import RoomfuseError
 from ..growth import DEFAULT_GROWER, GROWERS
 from ..layout import MAX_FEEDS
@@ -29,44 +30,12 @@ class ServeError(RoomfuseError):
     """The server cannot start: a bad flag, a busy port, an unusable grower."""
 
 
-def _canvas(text: str) -> tuple[int, int]:
-    w, sep, h = text.lower().partition("x")
-    try:
-        size = (int(w), int(h))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be WIDTHxHEIGHT, got {text!r}") from None
-    if not sep or min(size) < 64 or max(size) > 3840 or size[0] % 2 or size[1] % 2:
-        raise argparse.ArgumentTypeError(f"must be WIDTHxHEIGHT, even, 64-3840 px, got {text!r}")
-    return size
-
-
-def _fps(text: str) -> float:
-    v = float(text)
-    if not 1 <= v <= 60:
-        raise argparse.ArgumentTypeError(f"must be 1-60, got {text}")
-    return v
-
-
-def _participants(text: str) -> int:
-    v = int(text)
-    if not 1 <= v <= MAX_FEEDS:
-        raise argparse.ArgumentTypeError(f"must be 1-{MAX_FEEDS}, got {text}")
-    return v
-
-
-def _seconds(text: str) -> float:
-    v = float(text)
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return v
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = RoomSettings()
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=8080, help="HTTP port (0: any free port)")
     p.add_argument("--key", default=None, help="room key every request must carry (default: a random one)")
-    p.add_argument("--max-participants", type=_participants, default=d.max_participants,
+    p.add_argument("--max-participants", type=number(int, low=1, high=MAX_FEEDS), default=d.max_participants,
                    help="people per room")
     p.add_argument("--ice-host", action="append", default=[], metavar="ADDR",
                    help="interface address to offer as ICE host candidate (repeatable; default: --host, "
@@ -74,13 +43,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ice-server", action="append", default=[], metavar="URL",
                    help="STUN/TURN server: stun:HOST[:PORT] or turn:USER:PASS@HOST[:PORT][?transport=tcp] "
                         "(repeatable; default: none)")
-    p.add_argument("--fps", type=_fps, default=d.fps, help="composite frame rate")
-    p.add_argument("--canvas", type=_canvas, default=d.canvas, metavar="WxH",
+    p.add_argument("--fps", type=number(float, low=1, high=60), default=d.fps, help="composite frame rate")
+    p.add_argument("--canvas", type=size(low=64, high=3840, even=True), default=d.canvas, metavar="WxH",
                    help="composite size (default 1280x360: two or three people side by side; "
                         "1280x720 suits rooms of 4-8)")
     p.add_argument("--layout", choices=("auto", "row", "grid"), default=d.layout,
                    help="auto: row or grid, whichever draws people larger on the canvas")
-    p.add_argument("--gap", type=int, default=d.gap, help="pixels between feeds, filled by the grower")
+    p.add_argument("--gap", type=non_negative_int, default=d.gap, help="pixels between feeds, filled by the grower")
     p.add_argument("--grower", choices=sorted(GROWERS), default=DEFAULT_GROWER,
                    help="what fills the gaps and hidden background")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the grower runs")
@@ -89,7 +58,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "runs on CUDA; on a CPU it saves nothing and adds waiting)")
     p.add_argument("--segmenter", choices=("mediapipe", "key"), default=d.segmenter,
                    help="person segmentation (key: colour key, for synthetic participants)")
-    p.add_argument("--stall-timeout", type=_seconds, default=d.stall_s, metavar="S",
+    p.add_argument("--stall-timeout", type=positive_float, default=d.stall_s, metavar="S",
                    help="fade out and remove a participant whose video stops for this long")
     p.add_argument("--tls-cert", type=Path, default=None,
                    help="serve HTTPS with this certificate (browsers allow cameras only on https or localhost)")
@@ -97,8 +66,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def settings_from_args(args: argparse.Namespace, ice_servers: tuple[IceServer, ...] = ()) -> RoomSettings:
-    if args.gap < 0:
-        raise ServeError(f"--gap must be >= 0, got {args.gap}")
     return replace(RoomSettings(), fps=args.fps, canvas=args.canvas, layout=args.layout, gap=args.gap,
                    grower=args.grower, device=args.device, segmenter=args.segmenter,
                    max_participants=args.max_participants, stall_s=args.stall_timeout,
