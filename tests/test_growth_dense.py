@@ -10,7 +10,7 @@ import torch
 from roomfuse.growth.cuda_graph import GraphRunner, eager_capture
 from roomfuse.growth.model import ALIVE, GrowthNet, NCAConfig
 from roomfuse.growth.nca_grower import NCAGrower
-from roomfuse.growth.rule import GrowthRule, RuleConfig
+from roomfuse.growth.rule import Cells, GrowthRule, RuleConfig
 from roomfuse.growth.tiles import Tiles, bucket, tile_index
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -95,6 +95,25 @@ def test_folded_perception_is_the_same_function():
         plan = Tiles(known, skip, size=8)
         got = rule.run_tiled(rule.init_state(image, known), plan, 8, fold=True)
     assert close(got, ref) < 1e-5
+
+
+def test_folded_gathered_step_is_the_same_function():
+    net = busy_net(seed=4, channels=12, hidden=24)
+    neigh = torch.rand(50, 9, 12)
+    w, bias = net.folded_gathered()
+    direct = net.fc1(net.perceive_gathered(neigh))
+    assert torch.allclose(torch.addmm(bias, neigh.reshape(50, -1), w), direct, atol=1e-5)
+    rule = GrowthRule(net, RuleConfig(grow_steps=8))
+    image = torch.rand(2, 3, 20, 30)
+    known, skip = masks("gap", 2, 20, 30)
+    with torch.inference_mode():
+        _, ref = rule(image, known, skip=skip)
+        state = rule.init_state(image, known)
+        for i in range(8):
+            state = rule.step(state, image, known, phase=i, cells=Cells(known, skip), folded=(w, bias))
+    assert close(state, ref) < 1e-5
+    hole = (~known).expand(-1, 3, -1, -1)
+    assert (state[:, :3][hole] != rule.init_state(image, known)[:, :3][hole]).float().mean() > 0.5
 
 
 def test_tiles_cover_every_cell_to_update_and_write_nothing_twice():

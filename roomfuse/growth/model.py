@@ -94,6 +94,14 @@ class GrowthNet(nn.Module):
         w = torch.einsum("hcf,cft->hct", full.view(-1, c, 4), taps)
         return w.reshape(-1, c, 3, 3), self.fc1.bias
 
+    def folded_gathered(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``folded`` for gathered neighbourhoods: (9C, hidden) weights and a bias, so that
+        ``fc1(perceive_gathered(neigh))`` is ``neigh.reshape(N, 9C) @ w + bias``. One
+        matrix product instead of a dozen elementwise passes over (N, C) taps: on a CPU
+        about four times faster, for 2.3x the arithmetic."""
+        w, bias = self.folded()                                  # (hidden, C, 3, 3)
+        return w.permute(0, 2, 3, 1).reshape(w.shape[0], -1).t(), bias
+
     def perceive_gathered(self, neigh: torch.Tensor) -> torch.Tensor:
         """Perception from gathered 3x3 neighbourhoods (N, 9, C), row-major taps, to
         (N, 4C - 3) in the order of ``perceive``. The rule gathers only the cells it

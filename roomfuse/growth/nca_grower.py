@@ -100,7 +100,7 @@ class NCAGrower(Grower):
                  half: bool = False, steps: int | None = None,
                  net: GrowthNet | None = None, rule: RuleConfig | None = None,
                  factor: int = 4, tiled: bool | None = None, tile: int = TILE,
-                 graphs: bool | None = None, fold: bool | None = None, compile: bool = False):
+                 graphs: bool | None = None, fold: bool = True, compile: bool = False):
         """Loads ``checkpoint`` (else $ROOMFUSE_MODEL, else models/nca.pt) unless an
         in-memory ``net`` is given (training uses that for validation). ``half`` runs in
         float16 and is honoured on CUDA only, where it changes results slightly.
@@ -109,9 +109,10 @@ class NCAGrower(Grower):
         How the steps run (None: chosen by device): ``tiled`` dense tiles of ``tile``
         cells instead of gathered cells (CUDA: yes; on the CPU gathering is several
         times faster); ``graphs`` the tiled frame (carry, steps, colour out) replayed
-        from CUDA graphs (CUDA only); ``fold`` perception folded into the first layer,
-        one dense convolution (CUDA: yes); ``compile`` torch.compile the tiled frame
-        (off by default: every new tile bucket compiles anew, seconds each)."""
+        from CUDA graphs (CUDA only); ``fold`` (default on) perception folded into the
+        first layer: one convolution in the tiled form, one matrix product in the
+        gathered form, the same function up to rounding; ``compile`` torch.compile the
+        tiled frame (off by default: every new tile bucket compiles anew, seconds each)."""
         self.device = resolve_device(device)
         cuda = self.device.type == "cuda"
         if net is None:
@@ -130,7 +131,7 @@ class NCAGrower(Grower):
         self.phase = 0          # number of the next step (the hash schedule's clock)
         self.tiled = cuda if tiled is None else bool(tiled)
         self.tile = int(tile)
-        self.fold = cuda if fold is None else bool(fold)
+        self.fold = bool(fold)
         graphs = cuda and self.tiled if graphs is None else bool(graphs)
         if graphs and not (cuda and self.tiled):
             raise ValueError("CUDA graphs need device 'cuda' and the tiled step")
@@ -219,8 +220,10 @@ class NCAGrower(Grower):
             # Channels-last: the rule's per-cell gathers then read the state without a copy.
             state = state.contiguous(memory_format=torch.channels_last)
             cells = Cells(group.known, group.skip)
+            folded = self.net.folded_gathered() if self.fold else None
             for i in range(steps):
-                state = self.rule.step(state, group.image, group.known, phase=phase + i, cells=cells)
+                state = self.rule.step(state, group.image, group.known, phase=phase + i, cells=cells,
+                                       folded=folded)
             return state, None
         # Plan on the host masks (no wait on the device), send coordinates and mask.
         plan = Tiles(group.host_known, group.host_skip, size=self.tile)

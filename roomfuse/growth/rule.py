@@ -186,12 +186,14 @@ class GrowthRule:
     def step(self, state: torch.Tensor, image: torch.Tensor, known: torch.Tensor,
              train: bool = False, generator: torch.Generator | None = None,
              phase: int = 0, origin: tuple[int, int] = (0, 0),
-             cells: Cells | None = None) -> torch.Tensor:
+             cells: Cells | None = None, folded=None) -> torch.Tensor:
         """One update of the unknown cells. ``phase`` numbers the step for the inference
         fire pattern; ``origin`` is the (y, x) of this tensor inside a larger canvas, so a
         crop fires the same cells as the whole canvas would. Known cells are never
         touched: the work is a gather over the unknown cells and a scatter back, so it
-        follows the size of the hole, not of the frame."""
+        follows the size of the hole, not of the frame. ``folded``: the network's
+        ``folded_gathered()`` weights, perception and first layer as one product (the
+        same function up to rounding; the caller folds once per frame)."""
         cells = cells or Cells(known)
         b, c, h, w = state.shape
         flat = state.permute(0, 2, 3, 1).reshape(-1, c)       # a view if channels-last
@@ -211,8 +213,14 @@ class GrowthRule:
         if sel.numel() == 0:
             return state
         neigh = cells.neigh[sel]
-        update = self.net.mlp(self.net.perceive_gathered(flat[neigh])) * scale
-        old = flat[neigh[:, 4]]
+        # index_select rather than flat[neigh]: the same gather, several times faster on a CPU.
+        taps = flat.index_select(0, neigh.reshape(-1))                      # (N * 9, C)
+        if folded is not None:
+            hidden = torch.addmm(folded[1], taps.view(neigh.shape[0], -1), folded[0])
+            update = self.net.fc2(F.relu(hidden)) * scale
+        else:
+            update = self.net.mlp(self.net.perceive_gathered(taps.view(neigh.shape[0], 9, c))) * scale
+        old = taps.view(neigh.shape[0], 9, c)[:, 4]
         # Colour stays in range, the cell becomes alive, and geometry (a fact about this
         # frame's hole, an input) ignores the update.
         new = torch.cat([(old[:, RGB] + update[:, RGB]).clamp(0, 1),
