@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up roomfuse in ./.venv (idempotent: a second run only checks).
 #   scripts/setup.sh            the package and its runtime dependencies
-#   scripts/setup.sh --test     also the test tools, Chromium and ffmpeg for browser tests
+#   scripts/setup.sh --test     also the test tools, Chromium, Firefox and ffmpeg for browser tests
 # Python 3.10-3.12. Torch is pinned and installed first: a bare `torch` requirement would
 # pull the newest CUDA build (several GB) where the CPU build is what is wanted.
 set -euo pipefail
@@ -32,11 +32,13 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
-if [ "$browser" = 1 ] && { ! command -v chromium >/dev/null || ! command -v ffmpeg >/dev/null \
-                          || ! command -v Xvfb >/dev/null; }; then
-  echo "== installing Chromium, ffmpeg and Xvfb (browser and window tests)"
+if [ "$browser" = 1 ] && { ! command -v chromium >/dev/null || ! command -v firefox-esr >/dev/null \
+                          || ! command -v ffmpeg >/dev/null || ! command -v Xvfb >/dev/null \
+                          || ! command -v ip >/dev/null; }; then
+  echo "== installing Chromium, Firefox ESR, ffmpeg, Xvfb and iproute2 (browser and window tests)"
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends chromium ffmpeg xvfb >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
+    chromium firefox-esr ffmpeg xvfb iproute2 >/dev/null
 fi
 echo "== roomfuse is set up: .venv/bin/roomfuse"
