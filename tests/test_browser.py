@@ -250,18 +250,26 @@ def test_firefox_joins_through_the_page_and_receives_the_room(firefox_ready, tmp
 
 
 async def _firefox_session(server: Serve, out: Path) -> None:
-    from bidi import Firefox
+    from bidi import BidiError, Firefox
 
     async with Firefox(FIREFOX, log=out / "firefox.log") as ff:
         ctx = await ff.page()
 
         async def until(expression: str, timeout_s: float, what: str):
             deadline = time.monotonic() + timeout_s
-            while not (value := await ff.js(ctx, expression)):
+            while True:
+                try:
+                    value = await ff.js(ctx, expression)
+                except BidiError as e:  # the page is between documents
+                    value, last = None, e
+                else:
+                    last = None
+                if value:
+                    return value
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+                    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}"
+                                         + (f" (last error: {last})" if last else ""))
                 await asyncio.sleep(0.25)
-            return value
 
         await ff.goto(ctx, server.url)
         await ff.js(ctx, "window.roomfuseErrors = []; addEventListener('error', e => roomfuseErrors.push(e.message))")
