@@ -97,8 +97,10 @@ class GrowthNet(nn.Module):
     def folded_gathered(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``folded`` for gathered neighbourhoods: (9C, hidden) weights and a bias, so that
         ``fc1(perceive_gathered(neigh))`` is ``neigh.reshape(N, 9C) @ w + bias``. One
-        matrix product instead of a dozen elementwise passes over (N, C) taps: on a CPU
-        about four times faster, for 2.3x the arithmetic."""
+        matrix product instead of a dozen elementwise passes over (N, C) taps: 2.3x the
+        arithmetic, yet on a 2-core CPU about 0.9 ms against 1.3 ms for a live 2-feed
+        canvas (benchmarks/RESULTS.md). Cheap to build (tiny tensors): callers fold once
+        per frame, from the weights as they are."""
         w, bias = self.folded()                                  # (hidden, C, 3, 3)
         return w.permute(0, 2, 3, 1).reshape(w.shape[0], -1).t(), bias
 
