@@ -1,0 +1,373 @@
+"""Texture for a grown fill: real patches of the room, chosen to follow the structure.
+
+The growth model carries structure across a hole (edges, lines, shading) but, working at
+1/4 resolution, no texture: alone it is a smooth band. This stage puts the room's own
+pixels there: a guided patch synthesis in the manner of Wexler, Shechtman & Irani (2007)
+with PatchMatch search (Barnes et al. 2009), written for this project:
+
+- coarse to fine over a pyramid; at each level, rounds of expectation-maximisation: find
+  for every patch touching the hole the most similar fully known patch (PatchMatch:
+  propagation from neighbours, random search around the current match), then set each
+  hole pixel to the vote of the source pixels the overlapping patches put there;
+- the similarity includes a *guide* beside the colours: the structure fill, blurred. A
+  source patch is chosen because it looks like its surroundings *and* carries the
+  shading and edges the structure predicts there, which keeps the fill's layout (and its
+  fidelity) close to the structure while its texture is real;
+- a match taken from a neighbour competes with its distance discounted (``coherence``),
+  so whole pieces of the room are copied together rather than a blur of unrelated
+  patches; votes are weighted sharply by similarity, and the finest level takes the
+  single best vote, so the fill keeps the sources' own fine detail;
+- patches are compared through a PCA projection (``DIMS`` numbers per patch, computed for
+  every pixel as a few convolutions), which makes a candidate test a short vector
+  difference; the finest level does not search: it votes with the field found at half
+  resolution, copying full-resolution pixels. Fast enough in numpy for a background
+  refresh on two cores;
+- ``rooms`` makes each room fill from its own pixels (two rooms meet along a line, not in
+  a double exposure); ``targets`` limits the work to the pixels that will be shown.
+
+Deterministic for a given seed. numpy and OpenCV only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+PATCH = 7
+R = PATCH // 2
+DIMS = 24
+PROPAGATION = (4, 2, 1)   # jump-flood distances for taking a neighbour's match
+
+
+@dataclass(frozen=True)
+class TextureConfig:
+    levels: int = 4            # pyramid levels, each half the size of the one above
+    em_iters: int = 2          # search-and-vote rounds per level
+    coarse_iters: int = 4      # rounds on the coarsest level, where the layout is decided
+    pm_iters: int = 2          # PatchMatch passes per search
+    guide_weight: float = 1.0  # weight of the structure guide against the colours
+    guide_sigma: float = 2.0   # blur of the guide, in pixels of each level
+    coherence: float = 0.5     # distance factor of a neighbour's shifted match
+    sharpness: float = 8.0     # vote weight exp(-sharpness * distance / median distance)
+    search_radius: int = 16    # random search reach below the coarsest level, in pixels
+    full_res_search: bool = False  # also search at full resolution (slower, no better)
+    seed: int = 0
+
+
+def _pad(a: np.ndarray) -> np.ndarray:
+    return cv2.copyMakeBorder(a, R, R, R, R, cv2.BORDER_REFLECT_101)
+
+
+def _half(image: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Half size, averaging known pixels only; a cell is known when all of it was."""
+    h, w = known.shape
+    size = ((w + 1) // 2, (h + 1) // 2)
+    k = known.astype(np.float32)
+    num = cv2.resize(image * k[..., None], size, interpolation=cv2.INTER_AREA)
+    den = cv2.resize(k, size, interpolation=cv2.INTER_AREA)
+    return num / np.maximum(den, 1e-6)[..., None], den > 0.999
+
+
+def _nearest_labels(known: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """For every pixel, the label of its nearest known pixel."""
+    free = (~known).astype(np.uint8)
+    _, nearest = cv2.distanceTransformWithLabels(free, cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
+    zero = np.flatnonzero(free.reshape(-1) == 0)      # label k is the k-th known pixel
+    return labels.reshape(-1)[zero[np.maximum(nearest.reshape(-1) - 1, 0)]]
+
+
+class _Level:
+    """One pyramid level, in coordinates padded by the patch radius: the masks, the
+    allowed sources of every target, and (when it searches) the patch descriptors."""
+
+    def __init__(self, image, known, fill, sources, rooms, rng, describe=None):
+        self.h, self.w = known.shape
+        self.ph, self.pw = self.h + 2 * R, self.w + 2 * R
+        self.rng = rng
+        self.image = _pad(image.astype(np.float32))
+        self.known = _pad(known.astype(np.uint8)) > 0
+        inside = np.zeros((self.ph, self.pw), bool)
+        inside[R:-R, R:-R] = True
+        src = (_pad(sources.astype(np.uint8)) > 0) & self.known & inside
+        # A source patch must be known in every pixel, and lie inside the image.
+        self.valid = cv2.erode(src.astype(np.uint8), np.ones((PATCH, PATCH), np.uint8),
+                               borderType=cv2.BORDER_CONSTANT, borderValue=0).reshape(-1) > 0
+        self.valid_idx = np.flatnonzero(self.valid)
+        hole = (_pad(fill.astype(np.uint8)) > 0) & ~self.known & inside
+        self.hole_idx = np.flatnonzero(hole)
+        # Targets: every patch centre inside the image whose patch touches the hole.
+        near = cv2.dilate(hole.astype(np.uint8), np.ones((PATCH, PATCH), np.uint8)) > 0
+        self.targets = np.flatnonzero(near & inside)
+        self._rooms(rooms)
+        self.src_desc = None
+        if describe is not None and len(self.valid_idx):
+            self._basis(*describe)
+
+    def _rooms(self, rooms: np.ndarray | None) -> None:
+        """Each target may copy from the room of its nearest known pixel only."""
+        if rooms is None:
+            self.src_room = self.t_room = None
+            self.by_room = {0: self.valid_idx}
+            return
+        lab = cv2.copyMakeBorder(rooms.astype(np.int32), R, R, R, R, cv2.BORDER_REPLICATE).reshape(-1)
+        self.src_room = lab
+        self.t_room = _nearest_labels(self.known, lab)[self.targets]
+        self.by_room = {}
+        for room in np.unique(self.t_room):
+            idx = self.valid_idx[lab[self.valid_idx] == room]
+            self.by_room[int(room)] = idx if len(idx) else self.valid_idx
+
+    # ---- descriptors ---------------------------------------------------------------------
+
+    def _basis(self, guide: np.ndarray, weight: float) -> None:
+        """PCA of the source patches (colour and guide) as convolution filters, and the
+        descriptor of every source."""
+        self.guide = _pad(guide.astype(np.float32)) * weight
+        feats = self._stack(self.image)
+        pick = self.valid_idx if len(self.valid_idx) <= 4000 else \
+            self.rng.choice(self.valid_idx, 4000, replace=False)
+        ys, xs = np.divmod(pick, self.pw)
+        d = np.arange(-R, R + 1)
+        patches = feats[ys[:, None, None] + d[None, :, None], xs[:, None, None] + d[None, None, :]]
+        patches = patches.reshape(len(pick), -1)
+        mean = patches.mean(axis=0)
+        _, vecs = np.linalg.eigh(np.cov((patches - mean).T))
+        k = min(DIMS, vecs.shape[1])
+        basis = vecs[:, ::-1][:, :k].astype(np.float32)
+        self.filters = basis.T.reshape(k, PATCH, PATCH, feats.shape[2])
+        self.offset = (mean @ basis).astype(np.float32)
+        ys, xs = np.divmod(self.valid_idx, self.pw)
+        box = (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1)
+        desc = self._describe(feats, box)
+        self.src_desc = np.zeros((self.ph * self.pw, k), np.float32)
+        rows = (ys - box[0]) * (box[3] - box[2]) + (xs - box[2])
+        self.src_desc[self.valid_idx] = desc[rows]
+        ty, tx = np.divmod(self.targets, self.pw)
+        self._tbox = (ty.min(), ty.max() + 1, tx.min(), tx.max() + 1)
+        self._trows = (ty - self._tbox[0]) * (self._tbox[3] - self._tbox[2]) + (tx - self._tbox[2])
+
+    def _stack(self, colours: np.ndarray) -> np.ndarray:
+        return np.concatenate([colours, self.guide], axis=2)
+
+    def _describe(self, feats: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        """Descriptors of the patches centred in ``box`` (y0, y1, x0, x1), one row each."""
+        k, _, _, c = self.filters.shape
+        y0, y1, x0, x1 = box
+        # Filter a window one patch radius larger, so the box's own values are exact.
+        wy0, wy1, wx0, wx1 = max(y0 - R, 0), min(y1 + R, self.ph), max(x0 - R, 0), min(x1 + R, self.pw)
+        win = np.ascontiguousarray(feats[wy0:wy1, wx0:wx1])
+        out = np.empty((y1 - y0, x1 - x0, k), np.float32)
+        for j in range(k):
+            acc = np.zeros(win.shape[:2], np.float32)
+            for ch in range(c):
+                acc += cv2.filter2D(win[..., ch], cv2.CV_32F, self.filters[j, :, :, ch],
+                                    borderType=cv2.BORDER_REFLECT_101)
+            out[..., j] = acc[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0]
+        return out.reshape(-1, k) - self.offset
+
+    def target_desc(self, estimate: np.ndarray) -> np.ndarray:
+        return self._describe(self._stack(estimate), self._tbox)[self._trows]
+
+    # ---- search --------------------------------------------------------------------------
+
+    def random_sources(self) -> np.ndarray:
+        """A random allowed source for every target."""
+        if self.t_room is None:
+            return self.valid_idx[self.rng.integers(0, len(self.valid_idx), len(self.targets))]
+        out = np.empty(len(self.targets), np.int64)
+        for room, idx in self.by_room.items():
+            sel = np.flatnonzero(self.t_room == room)
+            out[sel] = idx[self.rng.integers(0, len(idx), len(sel))]
+        return out
+
+    def allowed(self, cand: np.ndarray) -> np.ndarray:
+        """Bool per target: ``cand`` (a source index per target, -1 for none) may be used."""
+        ok = cand >= 0
+        ok[ok] &= self.valid[cand[ok]]
+        if self.t_room is not None:
+            ok[ok] &= self.src_room[cand[ok]] == self.t_room[ok]
+        return ok
+
+    def _neighbours(self) -> list[tuple[int, int, np.ndarray]]:
+        """Per propagation offset, the row (in ``targets``) of each target's neighbour
+        there, or -1; computed once per level."""
+        if getattr(self, "_nb", None) is None:
+            pos = np.full(self.ph * self.pw, -1, np.int64)
+            pos[self.targets] = np.arange(len(self.targets))
+            ty, tx = np.divmod(self.targets, self.pw)
+            self._nb = []
+            for step in PROPAGATION:
+                for dy, dx in ((0, step), (0, -step), (step, 0), (-step, 0)):
+                    ny, nx = ty + dy, tx + dx
+                    inb = (ny >= 0) & (ny < self.ph) & (nx >= 0) & (nx < self.pw)
+                    j = np.full(len(ty), -1, np.int64)
+                    j[inb] = pos[ny[inb] * self.pw + nx[inb]]
+                    self._nb.append((dy, dx, j))
+        return self._nb
+
+    def _shift(self, src: np.ndarray, dy: np.ndarray | int, dx: np.ndarray | int) -> np.ndarray:
+        """Source indices moved by (dy, dx); -1 where that leaves the padded level."""
+        sy, sx = np.divmod(src, self.pw)
+        sy, sx = sy + dy, sx + dx
+        inside = (sy >= 0) & (sy < self.ph) & (sx >= 0) & (sx < self.pw)
+        return np.where(inside, sy * self.pw + sx, -1)
+
+    def search(self, nnf: np.ndarray, tdesc: np.ndarray, radius: int, cfg: TextureConfig
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """PatchMatch over the targets; returns (field, squared descriptor distances)."""
+        src = self.src_desc
+        score = ((tdesc - src[nnf]) ** 2).sum(1)
+
+        def consider(cand, factor=1.0):
+            sel = np.flatnonzero(self.allowed(cand))
+            if len(sel) == 0:
+                return
+            d = ((tdesc[sel] - src[cand[sel]]) ** 2).sum(1)
+            if factor != 1.0:
+                d *= factor
+            better = d < score[sel]
+            nnf[sel[better]] = cand[sel[better]]
+            score[sel[better]] = d[better]
+
+        n = len(nnf)
+        for _ in range(cfg.pm_iters):
+            for dy, dx, j in self._neighbours():
+                cand = np.full(n, -1, np.int64)
+                has = np.flatnonzero(j >= 0)
+                cand[has] = self._shift(nnf[j[has]], -dy, -dx)
+                consider(cand, cfg.coherence)
+            r = radius
+            while r >= 1:
+                consider(self._shift(nnf, self.rng.integers(-r, r + 1, n), self.rng.integers(-r, r + 1, n)))
+                r //= 2
+            consider(self.random_sources())
+        return nnf, ((tdesc - src[nnf]) ** 2).sum(1)
+
+    # ---- voting ----------------------------------------------------------------------------
+
+    def vote(self, nnf: np.ndarray, weight: np.ndarray, estimate: np.ndarray,
+             best: bool = False) -> np.ndarray:
+        """Each hole pixel: the weighted mean of what the patches covering it propose, or
+        (``best``) what the most similar of them proposes: no averaging, so no blur."""
+        flat_src = self.image.reshape(-1, 3)
+        n = self.ph * self.pw
+        acc = np.zeros((n, 3), np.float32)
+        wsum = np.full(n, -1.0 if best else 0.0, np.float32)
+        for dy in range(-R, R + 1):
+            for dx in range(-R, R + 1):
+                shift = dy * self.pw + dx
+                dest = self.targets + shift
+                prop = flat_src[nnf + shift]
+                if best:
+                    win = weight > wsum[dest]
+                    acc[dest[win]] = prop[win]
+                    wsum[dest[win]] = weight[win]
+                else:
+                    acc[dest] += prop * weight[:, None]
+                    wsum[dest] += weight
+        out = estimate.reshape(-1, 3).copy()
+        h = self.hole_idx
+        out[h] = acc[h] if best else acc[h] / np.maximum(wsum[h], 1e-9)[:, None]
+        return out.reshape(self.ph, self.pw, 3)
+
+    def unpad(self, a: np.ndarray) -> np.ndarray:
+        return a[R:R + self.h, R:R + self.w]
+
+
+def _weights(dist: np.ndarray, sharpness: float) -> np.ndarray:
+    scale = max(float(np.median(dist)), 1e-6) / sharpness
+    return np.maximum(np.exp(-dist / scale), 1e-4).astype(np.float32)
+
+
+def _upsample_field(coarse: _Level, cnnf: np.ndarray, cweight: np.ndarray, fine: _Level
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Each target of the finer level takes its parent's match, doubled, plus its own
+    place inside the parent, and the parent's vote weight; a match that is not allowed
+    there falls back to a random source."""
+    full = np.full(coarse.ph * coarse.pw, -1, np.int64)
+    full[coarse.targets] = np.arange(len(coarse.targets))
+    ty, tx = np.divmod(fine.targets, fine.pw)
+    uy, ux = ty - R, tx - R                         # unpadded, fine
+    py = np.clip(uy // 2 + R, 0, coarse.ph - 1)     # padded, coarse
+    px = np.clip(ux // 2 + R, 0, coarse.pw - 1)
+    parent = full[py * coarse.pw + px]
+    has = np.flatnonzero(parent >= 0)
+    nnf = fine.random_sources()
+    weight = np.full(len(ty), 1e-4, np.float32)
+    sy, sx = np.divmod(cnnf[parent[has]], coarse.pw)
+    sy = (sy - R) * 2 + uy[has] % 2 + R
+    sx = (sx - R) * 2 + ux[has] % 2 + R
+    inside = (sy >= 0) & (sy < fine.ph) & (sx >= 0) & (sx < fine.pw)
+    cand = np.full(len(ty), -1, np.int64)
+    cand[has[inside]] = sy[inside] * fine.pw + sx[inside]
+    ok = fine.allowed(cand)
+    nnf[ok] = cand[ok]
+    weight[has] = cweight[parent[has]]
+    return nnf, weight
+
+
+def synthesize(image: np.ndarray, known: np.ndarray, structure: np.ndarray,
+               sources: np.ndarray | None = None, rooms: np.ndarray | None = None,
+               targets: np.ndarray | None = None, cfg: TextureConfig = TextureConfig()
+               ) -> np.ndarray:
+    """Fill the unknown pixels of ``image`` with patches of its known pixels that follow
+    ``structure`` (a smooth fill of the same size, e.g. the growth model's). Returns
+    float32 HxWx3 (0..255), equal to ``image`` where known.
+
+    ``sources`` (bool, default ``known``): pixels whose patches may be copied.
+    ``rooms`` (int, optional): a room number per known pixel; each unknown pixel fills
+    from the room of its nearest known pixel only.
+    ``targets`` (bool, default every unknown pixel): the unknown pixels to synthesise;
+    the others keep ``structure``."""
+    rng = np.random.default_rng(cfg.seed)
+    img = image.astype(np.float32)
+    smooth = structure.astype(np.float32)
+    fill = ~known if targets is None else targets & ~known
+    if not fill.any():
+        return np.where(known[..., None], img, smooth)
+    src = known if sources is None else sources & known
+    pyr = [(img, known, smooth, src, rooms, fill)]
+    for _ in range(cfg.levels - 1):
+        i, k, s, so, ro, fi = pyr[-1]
+        if min(k.shape) < 4 * PATCH:
+            break
+        i2, k2 = _half(i, k)
+        size = (k2.shape[1], k2.shape[0])
+        s2 = cv2.resize(s, size, interpolation=cv2.INTER_AREA)
+        so2 = cv2.resize(so.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0.999
+        fi2 = cv2.resize(fi.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
+        ro2 = None if ro is None else cv2.resize(ro.astype(np.int32), size, interpolation=cv2.INTER_NEAREST)
+        pyr.append((i2, k2, s2, so2 & k2, ro2, fi2))
+
+    prev = estimate = None
+    for depth in range(len(pyr) - 1, -1, -1):
+        i, k, s, so, ro, fi = pyr[depth]
+        start = np.where(k[..., None], i, s)
+        searches = depth > 0 or cfg.full_res_search or len(pyr) == 1
+        describe = (cv2.GaussianBlur(start, (0, 0), cfg.guide_sigma), cfg.guide_weight) if searches else None
+        lvl = _Level(i, k, fi, so, ro, rng, describe)
+        if len(lvl.valid_idx) == 0 or len(lvl.hole_idx) == 0:
+            return np.where(known[..., None], img, smooth)
+        if prev is None:
+            est = _pad(start)
+            nnf = lvl.random_sources()
+            weight = np.ones(len(nnf), np.float32)
+        else:
+            # Start from the coarser level's matches, voted with this level's own
+            # pixels: an upsampled estimate would be blurred and attract blurred matches.
+            up = cv2.resize(estimate, (lvl.w, lvl.h), interpolation=cv2.INTER_LINEAR)
+            est = _pad(np.where(k[..., None], i, up))
+            nnf, weight = _upsample_field(prev[0], prev[1], prev[2], lvl)
+            est = lvl.vote(nnf, weight, est, best=not searches)
+        if searches:
+            coarsest = depth == len(pyr) - 1
+            rounds = cfg.coarse_iters if coarsest else cfg.em_iters
+            radius = max(lvl.ph, lvl.pw) if coarsest else cfg.search_radius
+            for it in range(rounds):
+                nnf, dist = lvl.search(nnf, lvl.target_desc(est), radius, cfg)
+                weight = _weights(dist, cfg.sharpness)
+                est = lvl.vote(nnf, weight, est, best=depth == 0 and it == rounds - 1)
+        estimate = lvl.unpad(est)
+        prev = (lvl, nnf, weight)
+    return np.where(known[..., None], img, estimate)
