@@ -23,6 +23,13 @@ def _nca(device: str = "auto", threads: int | None = None, **kw) -> Grower:
     return NCAGrower(device=device, **kw)
 
 
+def _joined(device: str = "auto", threads: int | None = None, **kw) -> Grower:
+    """The still-image fill: the growth model's structure, then the rooms' texture."""
+    from .joiner import Joiner
+
+    return Joiner(_nca(device=device, threads=threads, **kw))
+
+
 def _classical(cls, **fixed) -> Callable[..., Grower]:
     # Classical fills run on the CPU through OpenCV: device and threads do not apply.
     return lambda device="auto", threads=None, **kw: cls(**fixed, **kw)
@@ -37,6 +44,7 @@ GROWERS: dict[str, Callable[..., Grower]] = {
     "ns-full": _classical(TeleaGrower, scale=1, method="ns"),
     "blend": _classical(BlendGrower, scale=1),
     "nca": _nca,
+    "nca-tex": _joined,
 }
 
 DEFAULT_GROWER = "nca"
