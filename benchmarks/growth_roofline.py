@@ -49,8 +49,9 @@ from feeds import open_feeds, parse_size, segmenter_for  # noqa: E402
 
 from roomfuse.config import GrowConfig, LayoutConfig, PipelineConfig  # noqa: E402
 from roomfuse.growth.base import Grower  # noqa: E402
-from roomfuse.growth.batch import Memory, grow_batch  # noqa: E402
 from roomfuse.growth.nca_grower import NCAGrower  # noqa: E402
+from roomfuse.growth.rule import GrowthState  # noqa: E402
+from roomfuse.growth.staging import LowCanvas  # noqa: E402
 from roomfuse.growth.tiles import TILE, Tiles  # noqa: E402
 from roomfuse.pipeline import Pipeline  # noqa: E402
 
@@ -170,32 +171,27 @@ def run_form(form: str, args, device: torch.device, canvases, peaks: dict, loop_
     prepared = [engine.prepare(*c) for c in canvases]
     if any(isinstance(p, np.ndarray) for p in prepared):
         raise SystemExit("a canvas had nothing to grow; use more feeds or another source")
-    start, stop = timer(device, engine.stream)
+    start, stop = timer(device, engine.staging.stream)
     # A steady carried state first (a fresh frame runs grow_steps).
-    _, memories = engine.grow(prepared, [Memory() for _ in prepared])
+    _, states = engine.grow(prepared, [None for _ in prepared])
     out = {"form": form}
-    with torch.inference_mode(), engine._on_stream():
-        captured = {}
+    with torch.inference_mode(), engine.staging.on_stream():
+        # The batch as the grower forms it: one group, all carried, all of one size.
+        group = LowCanvas.join([engine.staging.canvas(p, engine.dtype) for p in prepared])
+        prev = GrowthState.join(states)
 
-        def keep_args(group, prev, steps, phase):
-            captured.update(group=group, prev=prev, phase=phase)
-            return engine._run(group, prev, steps, phase)
-        grow_batch(engine.rule, keep_args, [engine._canvas(p) for p in prepared],
-                   [Memory(m.state, m.phase) for m in memories])
-        group, prev, phase = captured["group"], captured["prev"], captured["phase"]
         # A carried frame's device part with K steps and with none: the difference is
         # the steps, the rest is the frame's fixed cost (carry, colour out).
         def device_part(k):
-            if engine.staging is not None:
-                engine.staging.begin()  # each call reuses the pinned buffers (timed calls end synchronised)
-            engine._run(group, prev, k, phase)
+            engine.staging.begin()  # each call reuses the pinned buffers (timed calls end synchronised)
+            engine._grow_group(group, prev, k)
         t = {k: median_ms(lambda: device_part(k), start, stop, args.repeat, args.warmup)
              for k in (0, loop_steps)}
         out["loop_ms_per_step"] = (t[loop_steps] - t[0]) / loop_steps
         out["loop_fixed_ms"] = t[0]
         runner = engine.runners["carried"] if engine.runners else None
         if runner is not None and runner.graphs:
-            replays = {key[-1][2]: rec for key, (_, rec) in runner.graphs.items()}
+            replays = {key[-1][1]: rec for key, (_, rec) in runner.graphs.items()}
             r = {k: median_ms(replays[k].replay, start, stop, args.repeat, args.warmup) for k in (0, loop_steps)}
             out["replay_ms_per_step"] = (r[loop_steps] - r[0]) / loop_steps
             out["replay_fixed_ms"] = r[0]
@@ -204,8 +200,8 @@ def run_form(form: str, args, device: torch.device, canvases, peaks: dict, loop_
             out["graph_failure"] = runner.failed
 
     def frame():
-        nonlocal memories
-        _, memories = engine.grow(prepared, memories)
+        nonlocal states
+        _, states = engine.grow(prepared, states)
     out["frame_ms"] = median_ms(frame, start, stop, args.repeat, args.warmup)
     engine.timing = True
     frame()
@@ -213,9 +209,9 @@ def run_form(form: str, args, device: torch.device, canvases, peaks: dict, loop_
     engine.timing = False
 
     def stage():
-        nonlocal memories
+        nonlocal states
         preps = [engine.prepare(*c) for c in canvases]
-        colours, memories = engine.grow(preps, memories)
+        colours, states = engine.grow(preps, states)
         for (image, known, _), rgb in zip(canvases, colours):
             engine.finish(image, known, rgb)
     out["stage_ms"] = median_ms(stage, time.perf_counter, lambda t0: (time.perf_counter() - t0) * 1e3,
@@ -300,7 +296,7 @@ def main() -> int:
         skip = torch.from_numpy(np.stack([pp.skip if pp.skip is not None else np.zeros_like(pp.known)
                                           for pp in preps]))[:, None]
         cells = int((~known & ~skip).sum())
-        plan = Tiles(known, skip, size=args.tile)
+        plan = Tiles.plan(known, skip, size=args.tile)
         ch, cw = canvases[0][1].shape
         layout = f"{args.layout} on {args.canvas}" if args.canvas else args.layout
         print(f"\n{nb} canvas{'es' if nb > 1 else ''} of {cw}x{ch} ({args.feeds} feeds {args.feed_size}, "

@@ -25,24 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .growth.scores import flicker, score
+
 GAP_WIDTHS = (48, 96, 160)
 FLICKER_CLIPS = ("person_clips/intel_asl_walk.mkv", "person_clips/pyfeat_single_face.mp4",
                  "scene_clips/intel_one_by_one_person_detection.mp4")
-STATIC_LEVEL = 6.0    # max channel change (of 255) under which a true pixel counts as static
-
-
-def score(out: np.ndarray, truth: np.ndarray, hole: np.ndarray) -> tuple[float, float]:
-    """(PSNR dB, SSIM) over the hole pixels only. SSIM is the Gaussian-window (sigma 1.5)
-    map of Wang et al. averaged over hole pixels, channels averaged."""
-    from skimage.metrics import structural_similarity
-
-    err = out.astype(np.float32)[hole] - truth.astype(np.float32)[hole]
-    mse = float(np.mean(err ** 2)) if err.size else 0.0
-    psnr = 10 * np.log10(255.0 ** 2 / max(mse, 1e-10))
-    _, ssim_map = structural_similarity(truth, out, channel_axis=2, data_range=255,
-                                        gaussian_weights=True, sigma=1.5,
-                                        use_sample_covariance=False, full=True)
-    return float(psnr), float(ssim_map.mean(axis=2)[hole].mean())
 
 
 def make_growers(names: list[str], checkpoint: str | None, device: str) -> dict:
@@ -106,21 +93,6 @@ def flicker_inputs(root: Path, frames: int) -> list[list[tuple[np.ndarray, np.nd
             seq.append((frame, ~(gap_mask(*frame.shape[:2], 64) | person)))
         clips.append(seq)
     return clips
-
-
-def flicker(grower, clip) -> float:
-    """Mean |out_t - out_t-1| over pixels unknown in both frames and truly static."""
-    grower.reset()
-    prev, total, count = None, 0.0, 0
-    for frame, known in clip:
-        out = grower.fill(frame, known).astype(np.float32)
-        if prev is not None:
-            static = np.abs(frame.astype(np.float32) - prev[0]).max(axis=2) < STATIC_LEVEL
-            sel = ~known & ~prev[1] & static
-            total += float(np.abs(out - prev[2])[sel].sum())
-            count += int(sel.sum()) * 3
-        prev = (frame.astype(np.float32), known, out)
-    return total / max(count, 1)
 
 
 def time_per_frame(grower, canvases, warmup: int = 5) -> dict:

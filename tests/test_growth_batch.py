@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from roomfuse.growth.batch import GrowthService, GrowthServiceError, Memory, use_batching
+from roomfuse.growth.batch import GrowthService, GrowthServiceError, use_batching
 from roomfuse.growth.model import GrowthNet, NCAConfig
 from roomfuse.growth.nca_grower import NCAGrower
 from roomfuse.growth.rule import RuleConfig
@@ -49,22 +49,22 @@ def test_a_batch_grows_each_canvas_as_it_would_grow_alone(tiled):
     # Alone: each room grows its frames in turn.
     alone = []
     for frames in prepared:
-        memory, out = Memory(), []
+        state, out = None, []
         for p in frames:
-            (rgb,), (memory,) = eng.grow([p], [memory])
-            out.append((rgb, memory))
+            (rgb,), (state,) = eng.grow([p], [state])
+            out.append((rgb, state))
         alone.append(out)
     # Together: room 3 joins a frame late (fresh while the others carry).
-    memories = [Memory() for _ in rooms]
+    states = [None for _ in rooms]
     for f in range(3):
         live = [i for i in range(len(rooms)) if not (i == 3 and f == 0)]
         frame = [f - 1 if i == 3 else f for i in live]
-        colours, new = eng.grow([prepared[i][k] for i, k in zip(live, frame)], [memories[i] for i in live])
-        for i, k, rgb, m in zip(live, frame, colours, new):
-            memories[i] = m
+        colours, new = eng.grow([prepared[i][k] for i, k in zip(live, frame)], [states[i] for i in live])
+        for i, k, rgb, s in zip(live, frame, colours, new):
+            states[i] = s
             want_rgb, want = alone[i][k]
-            assert torch.equal(m.state, want.state), (i, f)
-            assert m.phase == want.phase
+            assert torch.equal(s.cells, want.cells), (i, f)
+            assert s.phase == want.phase
             assert np.array_equal(rgb, want_rgb)
 
 
@@ -207,13 +207,13 @@ def test_rooms_batched_on_cuda_grow_as_each_alone():
     prepared = [[eng.prepare(*f) for f in r] for r in rooms]
     alone = []
     for frames in prepared:
-        memory = Memory()
+        state = None
         for p in frames:
-            (rgb,), (memory,) = eng.grow([p], [memory])
+            (rgb,), (state,) = eng.grow([p], [state])
         alone.append(rgb)
-    memories = [Memory() for _ in rooms]
+    states = [None for _ in rooms]
     for f in range(3):
-        colours, memories = eng.grow([r[f] for r in prepared], memories)
+        colours, states = eng.grow([r[f] for r in prepared], states)
     for got, want in zip(colours, alone):
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
     carried = eng.runners["carried"]

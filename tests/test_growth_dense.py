@@ -10,7 +10,7 @@ import torch
 from roomfuse.growth.cuda_graph import GraphRunner, eager_capture
 from roomfuse.growth.model import ALIVE, GrowthNet, NCAConfig
 from roomfuse.growth.nca_grower import NCAGrower
-from roomfuse.growth.rule import Cells, GrowthRule, RuleConfig
+from roomfuse.growth.rule import Cells, GrowthRule, GrowthState, RuleConfig
 from roomfuse.growth.tiles import Tiles, bucket, tile_index
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -61,17 +61,18 @@ def test_dense_and_tiled_forms_compute_the_gathered_step(schedule, kind, b, use_
     skip = skip if use_skip else None
     rule = GrowthRule(busy_net(seed=len(kind)), RuleConfig(grow_steps=12, frame_steps=3, schedule=schedule))
     with torch.inference_mode():
-        ref, ref_state = rule(image, known, skip=skip, phase=5)
+        ref, ref_state = rule(image, known, skip=skip)
         image2 = (image * 0.8 + 0.1).roll(2, dims=3)   # the next frame, from the carried state
-        ref2, ref_state2 = rule(image2, known, ref_state, skip=skip, phase=17)
+        ref2, ref_state2 = rule(image2, known, GrowthState(ref_state.cells, 17), skip=skip)
         for form in ("dense", "tiled"):
-            out, state = rule(image, known, skip=skip, phase=5, form=form)
+            out, state = rule(image, known, skip=skip, form=form)
             # Which cells fired is decided identically: the alive channel is exact.
-            assert torch.equal(state[:, ALIVE], ref_state[:, ALIVE]), form
-            assert close(state, ref_state) < 1e-6, (form, close(state, ref_state))
-            out2, state2 = rule(image2, known, state, skip=skip, phase=17, form=form)
-            assert torch.equal(state2[:, ALIVE], ref_state2[:, ALIVE]), form
-            assert close(state2, ref_state2) < 1e-6, (form, close(state2, ref_state2))
+            assert torch.equal(state.cells[:, ALIVE], ref_state.cells[:, ALIVE]), form
+            assert close(state.cells, ref_state.cells) < 1e-6, (form, close(state.cells, ref_state.cells))
+            out2, state2 = rule(image2, known, GrowthState(state.cells, 17), skip=skip, form=form)
+            assert torch.equal(state2.cells[:, ALIVE], ref_state2.cells[:, ALIVE]), form
+            assert close(state2.cells, ref_state2.cells) < 1e-6, (form, close(state2.cells, ref_state2.cells))
+            assert state.phase == ref_state.phase == 12 and state2.phase == ref_state2.phase == 20
             # Known cells stay the camera's; skipped cells keep their start.
             k = known.expand_as(out2)
             assert torch.equal(out2[k], image2[k])
@@ -92,9 +93,9 @@ def test_folded_perception_is_the_same_function():
     known, skip = masks("gap", 1, 20, 30)
     with torch.inference_mode():
         _, ref = rule(image, known, skip=skip)
-        plan = Tiles(known, skip, size=8)
-        got = rule.run_tiled(rule.init_state(image, known), plan, 8, fold=True)
-    assert close(got, ref) < 1e-5
+        plan = Tiles.plan(known, skip, size=8)
+        _, got = rule(image, known, skip=skip, form="tiled", tiles=plan, fold=True)
+    assert close(got.cells, ref.cells) < 1e-5
 
 
 def test_folded_gathered_step_is_the_same_function():
@@ -110,8 +111,8 @@ def test_folded_gathered_step_is_the_same_function():
         _, ref = rule(image, known, skip=skip)
         state = rule.init_state(image, known)
         for i in range(8):
-            state = rule.step(state, image, known, phase=i, cells=Cells(known, skip), folded=(w, bias))
-    assert close(state, ref) < 1e-5
+            state = rule.step(state, known, phase=i, cells=Cells(known, skip), folded=(w, bias))
+    assert close(state, ref.cells) < 1e-5
     hole = (~known).expand(-1, 3, -1, -1)
     assert (state[:, :3][hole] != rule.init_state(image, known)[:, :3][hole]).float().mean() > 0.5
 
@@ -119,7 +120,7 @@ def test_folded_gathered_step_is_the_same_function():
 def test_tiles_cover_every_cell_to_update_and_write_nothing_twice():
     b, h, w, size = 2, 37, 50, 16
     known, skip = masks("blobs", b, h, w, seed=4)
-    plan = Tiles(known, skip, size=size)
+    plan = Tiles.plan(known, skip, size=size)
     todo = (~known & ~skip)[:, 0]
     assert plan.count == bucket(plan.used) >= plan.used
     assert (plan.coords[plan.used:] == -1).all()
@@ -147,16 +148,20 @@ def test_bucket_sizes_are_few_and_waste_little():
 
 def test_phase_per_canvas_matches_each_canvas_alone():
     """Rooms batched together are at different steps of the hash schedule."""
-    rule = GrowthRule(busy_net(seed=5), RuleConfig(grow_steps=6, schedule="hash"))
+    rule = GrowthRule(busy_net(seed=5), RuleConfig(grow_steps=6, frame_steps=4, schedule="hash"))
     image = torch.rand(2, 3, 18, 26)
     known, _ = masks("gap", 2, 18, 26)
     phases = torch.tensor([3, 40])
     with torch.inference_mode():
+        _, start = rule(image, known)
         for form in ("gathered", "dense", "tiled"):
-            _, both = rule(image, known, phase=phases, form=form)
-            for i in range(2):
-                _, alone = rule(image[i:i + 1], known[i:i + 1], phase=int(phases[i]), form=form)
-                assert close(both[i:i + 1], alone) < 1e-6, form
+            _, both = rule(image, known, GrowthState(start.cells, phases), form=form)
+            assert torch.equal(both.phase, phases + 4)
+            for i, one in enumerate(both.split()):
+                _, alone = rule(image[i:i + 1], known[i:i + 1],
+                                GrowthState(start.cells[i:i + 1], int(phases[i])), form=form)
+                assert close(one.cells, alone.cells) < 1e-6, form
+                assert one.phase == alone.phase == int(phases[i]) + 4
 
 
 def test_training_steps_stay_gathered():
@@ -233,7 +238,7 @@ def test_tiled_grower_on_recorded_graphs_matches_the_gathered_grower():
         a = gathered.fill(image, known, covered)
         b = tiled.fill(image, known, covered)
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
-        assert close(tiled.state, gathered.state) < 1e-5
+        assert close(tiled.state.cells, gathered.state.cells) < 1e-5
     runners = tiled.runners
     assert runners["fresh"].recorded == 2 and runners["carried"].recorded >= 1
     assert runners["fresh"].failed is None and runners["carried"].failed is None
@@ -258,7 +263,7 @@ def test_cuda_tiled_graphs_compute_the_cpu_fill(no_tf32):
     for image, known, covered in canvas_frames(4):
         a, b = cpu.fill(image, known, covered), gpu.fill(image, known, covered)
         assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
-        assert close(gpu.state.cpu().float(), cpu.state) < 1e-4
+        assert close(gpu.state.cells.cpu().float(), cpu.state.cells) < 1e-4
     assert gpu.runners["carried"].failed is None and gpu.runners["carried"].recorded >= 1
 
 
@@ -271,7 +276,7 @@ def test_half_precision_is_within_one_percent_of_float32(no_tf32):
         full.fill(image, known, covered)
         half.fill(image, known, covered)
         hole = torch.from_numpy(~known[::4, ::4]).cuda()
-        a, b = half.state[0, :3].float(), full.state[0, :3].float()
+        a, b = half.state.cells[0, :3].float(), full.state.cells[0, :3].float()
         rel = float((a - b)[:, hole].norm() / b[:, hole].norm())
         assert rel < 1e-2, rel
 

@@ -5,7 +5,7 @@ import torch
 
 from roomfuse.growth.classical import line_blend
 from roomfuse.growth.model import ALIVE, GEOMETRY, GrowthNet, NCAConfig
-from roomfuse.growth.rule import GrowthRule, RuleConfig, fire_pattern, row_blend
+from roomfuse.growth.rule import GrowthRule, GrowthState, RuleConfig, fire_pattern, row_blend
 
 
 RGB_SLICE = slice(0, 3)
@@ -33,7 +33,7 @@ def test_known_cells_never_change(train):
     rule = GrowthRule(busy_net(), RuleConfig(grow_steps=12))
     out, state = rule(image, known, train=train, generator=torch.Generator().manual_seed(1))
     assert torch.equal(out[known.expand_as(out)], image[known.expand_as(image)])
-    assert torch.equal(state[:, RGB_SLICE][known.expand_as(out)], image[known.expand_as(image)])
+    assert torch.equal(state.cells[:, RGB_SLICE][known.expand_as(out)], image[known.expand_as(image)])
     # ... and the hole really was written
     hole = ~known.expand_as(out)
     assert not torch.allclose(out[hole], row_blend(image, known)[hole])
@@ -46,7 +46,7 @@ def test_cell_with_too_few_alive_neighbours_is_not_written():
     known[..., :, :4] = True                      # life only on the left edge
     rule = GrowthRule(busy_net(), RuleConfig(alpha=0.2, schedule="hash"))
     start = rule.init_state(image, known)
-    after = rule.step(start, image, known, phase=0)
+    after = rule.step(start, known, phase=0)
     changed = (after != start).any(dim=1)[0]      # (h, w)
     # Column 4 touches three alive cells (3/9 >= 0.2): its cells that this step's fire
     # pattern picks are written. Column 5 and beyond see no alive cell yet and must be
@@ -66,7 +66,7 @@ def test_growth_front_moves_at_most_one_cell_per_step():
     known[..., :, 0] = True
     rule = GrowthRule(busy_net(), RuleConfig(alpha=0.2))
     _, state = rule(image, known, steps=6)
-    alive = state[0, ALIVE] > 0.5
+    alive = state.cells[0, ALIVE] > 0.5
     assert alive[:, 1].all() and alive[:, 2].any()
     assert not alive[:, 7:].any()
 
@@ -77,7 +77,7 @@ def test_state_round_trip_keeps_hidden_cells_and_clamps_revealed_ones():
     _, state = rule(image, known)
     # Same frame, zero steps: the carried state comes back unchanged.
     out2, state2 = rule(image, known, state)
-    assert torch.equal(state2, state)
+    assert torch.equal(state2.cells, state.cells) and state2.phase == state.phase
     # Reveal part of the hole and hide a part that was known.
     known2 = known.clone()
     known2[..., 5:15, 8:12] = True
@@ -88,10 +88,40 @@ def test_state_round_trip_keeps_hidden_cells_and_clamps_revealed_ones():
     still = ~known & ~known2
     # Cells hidden in both frames keep colour, life and hidden channels (their gap
     # geometry is recomputed: the hole around them changed).
-    carried = [0, 1, 2, ALIVE] + list(range(GEOMETRY.stop, state.shape[1]))
-    assert torch.equal(state3[:, carried][:, :, still[0, 0]], state[:, carried][:, :, still[0, 0]])
+    carried = [0, 1, 2, ALIVE] + list(range(GEOMETRY.stop, state.cells.shape[1]))
+    assert torch.equal(state3.cells[:, carried][:, :, still[0, 0]], state.cells[:, carried][:, :, still[0, 0]])
     # Newly hidden cells remember the colour last seen there.
     assert torch.equal(out3[0, :, 0:3, 0:3], image[0, :, 0:3, 0:3])
+
+
+def test_the_state_goes_in_and_out_and_its_clock_runs_on():
+    """The caller holds the state; its step number advances by the steps run, and the
+    hash schedule reads it. ``advance`` is the loop the call runs."""
+    image, known = inputs()
+    rule = GrowthRule(busy_net(), RuleConfig(grow_steps=5, frame_steps=2, schedule="hash"))
+    _, first = rule(image, known)
+    _, second = rule(image, known, first)
+    assert first.phase == 5 and second.phase == 7
+    # The same frame from the same cells at another step fires other cells.
+    _, other = rule(image, known, GrowthState(first.cells, 6))
+    assert not torch.equal(other.cells, second.cells)
+    # By hand: start, then carry, with the step numbers the state kept.
+    cells = rule.advance(image, known, None, 0, 5)
+    assert torch.equal(cells, first.cells)
+    assert torch.equal(rule.advance(image, known, cells, 5, 2), second.cells)
+
+
+def test_states_join_for_a_batch_and_split_back():
+    a = GrowthState(torch.rand(1, 8, 4, 6), 3)
+    b = GrowthState(torch.rand(1, 8, 4, 6), 40)
+    both = GrowthState.join([a, b])
+    assert both.cells.shape[0] == 2 and both.phase.tolist() == [3, 40]
+    back = both.split()
+    assert [s.phase for s in back] == [3, 40] and all(type(s.phase) is int for s in back)
+    assert torch.equal(back[0].cells, a.cells) and torch.equal(back[1].cells, b.cells)
+    assert GrowthState.join([a]) is a and a.split()[0] is a
+    assert a.fits(torch.zeros(1, 3, 4, 6))
+    assert not a.fits(torch.zeros(2, 3, 4, 6)) and not a.fits(torch.zeros(1, 3, 4, 7))
 
 
 def test_state_of_another_size_starts_afresh():
@@ -100,7 +130,7 @@ def test_state_of_another_size_starts_afresh():
     _, state = rule(image, known)
     small_img, small_known = image[..., :10, :10], known[..., :10, :10]
     out, new = rule(small_img, small_known, state)
-    assert new.shape[2:] == (10, 10)
+    assert new.cells.shape[2:] == (10, 10) and new.phase == 3
     ref, _ = rule(small_img, small_known)
     assert torch.equal(out, ref)
 
@@ -110,7 +140,7 @@ def test_inference_is_deterministic_on_cpu():
     rule = GrowthRule(busy_net(seed=2), RuleConfig(grow_steps=8))
     a, sa = rule(image, known)
     b, sb = rule(image, known)
-    assert torch.equal(a, b) and torch.equal(sa, sb)
+    assert torch.equal(a, b) and torch.equal(sa.cells, sb.cells)
 
 
 def test_untrained_network_returns_exactly_the_row_blend():
@@ -151,7 +181,7 @@ def test_carried_fill_follows_the_new_frame_at_the_follow_rate():
     image2 = image * 0.5                                   # the scene got darker
     out2, _ = rule(image2, known, state)
     target = row_blend(image2, known)
-    carried = hole & (state[:, ALIVE:ALIVE + 1] > 0.5)      # cells the first frame grew
+    carried = hole & (state.cells[:, ALIVE:ALIVE + 1] > 0.5)  # cells the first frame grew
     assert carried.sum() > 20
     assert torch.allclose(out2[carried], 0.75 * out[carried] + 0.25 * target[carried], atol=1e-6)
     unreached = hole & ~carried                             # start afresh from the new frame
@@ -182,7 +212,7 @@ def test_mean_schedule_writes_every_eligible_cell_and_nothing_beyond():
     known[..., :, :4] = True
     rule = GrowthRule(busy_net(), RuleConfig(alpha=0.2, schedule="mean"))
     start = rule.init_state(image, known)
-    changed = (rule.step(start, image, known) != start).any(dim=1)[0]
+    changed = (rule.step(start, known) != start).any(dim=1)[0]
     assert changed[:, 4].all() and not changed[:, 5:].any()
     with pytest.raises(ValueError):
         RuleConfig(schedule="random")

@@ -2,6 +2,14 @@
 
 ``make_grower(name)`` builds one by name; the pipeline, ``render``, ``bench``, ``serve``,
 ``inpaint`` and ``eval`` all pick growers through it (``--grower NAME``).
+
+The growth model's modules, each building only on those before it:
+``model`` (the network, torch only) and ``tiles`` (where the dense step works);
+``rule`` (the growth rule, its carried ``GrowthState`` and its one step loop);
+``staging`` (host to device and back) and ``cuda_graph`` (recorded replays);
+``nca_grower`` (the pipeline stage); ``batch`` (many rooms on one device).
+``scores`` (PSNR/SSIM, flicker) and ``train`` sit beside them; classical fills in
+``classical``.
 """
 from __future__ import annotations
 

@@ -1,22 +1,18 @@
-"""Growing several canvases in one call, so one GPU serves many rooms.
+"""Several rooms' growth on one device, so one GPU serves many rooms.
 
 A room's growth step is small: at 1/4 resolution a 1280x720 canvas has 57,600 cells,
 and on a GPU a frame of it costs launch overhead rather than arithmetic. Rooms that
-grow together pay that overhead once. Two pieces:
+grow together pay that overhead once: ``NCAGrower.grow`` takes any number of canvases,
+each with its own carried state, and grows them in batches.
 
-- ``grow_batch``: canvases of several rooms through the rule in one batch, each with
-  its own carried ``Memory`` (state and step number). Fresh canvases (no state, or the
-  canvas changed size) take ``grow_steps`` and carried ones ``frame_steps``, so they are
-  grouped by that and by size; every canvas grows as it would alone (bit for bit on a
-  CPU; on a GPU the kernels chosen for a larger batch may round differently).
-- ``GrowthService``: a thread that collects grow requests from the rooms' pipeline
-  threads and runs each round as one batch. A round starts at the first request and
-  ends when every live room has asked or ``max_wait_s`` has passed, whichever is
-  first. Live: a member that asked within ``live_s`` (a room with nobody sending video
-  composes nothing and is not waited for); a room that leaves stops being waited for at
-  once; one live room alone never waits. An error goes back to the room whose canvas
-  caused it. ``BatchedGrower`` is a room's handle on it: a ``Grower`` whose host work
-  (downsampling, upsampling) stays in the room's own thread.
+``GrowthService`` is a thread that collects grow requests from the rooms' pipeline
+threads and runs each round as one such call. A round starts at the first request and
+ends when every live room has asked or ``max_wait_s`` has passed, whichever is first.
+Live: a member that asked within ``live_s`` (a room with nobody sending video composes
+nothing and is not waited for); a room that leaves stops being waited for at once; one
+live room alone never waits. An error goes back to the room whose canvas caused it.
+``BatchedGrower`` is a room's handle on it: a ``Grower`` whose host work (downsampling,
+upsampling) stays in the room's own thread, and which holds the room's state.
 
 Batching pays only where the device work is launch-bound, i.e. on CUDA; on a CPU the
 rooms' growth is arithmetic that batching cannot shrink, and the round adds waiting
@@ -28,85 +24,16 @@ import logging
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import torch
 
 from ..errors import RoomfuseError
 from .base import Grower
+from .nca_grower import resolve_device
+from .rule import GrowthState
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class LowCanvas:
-    """A batch of canvases at the working resolution, on the grower's device."""
-
-    image: torch.Tensor               # (B, 3, h, w), 0..1
-    known: torch.Tensor               # (B, 1, h, w) bool
-    skip: torch.Tensor | None         # (B, 1, h, w) bool: unknown cells not to update
-    host_known: torch.Tensor | None = None  # the masks again on the host, for planning
-    host_skip: torch.Tensor | None = None   # tiles without waiting on the device
-
-
-@dataclass
-class Memory:
-    """What a canvas carries from frame to frame: the automaton's state and the number
-    of its next step (the hash schedule's clock)."""
-
-    state: torch.Tensor | None = None
-    phase: int = 0
-
-
-def _join(parts: list, like: list) -> torch.Tensor | None:
-    """Concatenate masks along the batch; a canvas without one gets zeros."""
-    if all(p is None for p in parts):
-        return None
-    if len(parts) == 1:
-        return parts[0]
-    return torch.cat([p if p is not None else torch.zeros_like(k) for p, k in zip(parts, like)])
-
-
-def _cat(ts: list[torch.Tensor]) -> torch.Tensor:
-    return ts[0] if len(ts) == 1 else torch.cat(ts)
-
-
-def grow_batch(rule, run: Callable, canvases: list[LowCanvas], memories: list[Memory]
-               ) -> list[tuple[Memory, torch.Tensor | None]]:
-    """Grow each canvas (batch size 1 each) from its memory; returns, per canvas, the new
-    memory and the colour ``run`` gave for it (or None).
-
-    ``run(canvas, prev, steps, phase) -> (state, colour or None)`` starts a batched
-    ``LowCanvas`` (``rule.init_state`` when ``prev`` is None, else ``rule.carry``) and
-    runs its steps: the grower's gathered or tiled loop. ``phase`` is an int for one
-    canvas, a (B,) long tensor for several. Canvases of one size and freshness share
-    one call."""
-    groups: dict[tuple, list[int]] = {}
-    for i, (c, m) in enumerate(zip(canvases, memories)):
-        size = tuple(c.known.shape[2:])
-        fresh = m.state is None or tuple(m.state.shape[2:]) != size
-        groups.setdefault((fresh, size), []).append(i)
-    out: list = [None] * len(canvases)
-    for (fresh, _), idx in groups.items():
-        part = [canvases[i] for i in idx]
-        knowns = [c.known for c in part]
-        group = LowCanvas(_cat([c.image for c in part]), _cat(knowns), _join([c.skip for c in part], knowns),
-                          None if part[0].host_known is None else _cat([c.host_known for c in part]),
-                          None if part[0].host_known is None else
-                          _join([c.host_skip for c in part], [c.host_known for c in part]))
-        if fresh:
-            prev, steps, phases = None, rule.config.grow_steps, [0] * len(idx)
-        else:
-            prev = _cat([memories[i].state for i in idx])
-            steps, phases = rule.config.frame_steps, [memories[i].phase for i in idx]
-        phase = phases[0] if len(idx) == 1 else torch.tensor(phases, dtype=torch.long)
-        state, colour = run(group, prev, steps, phase)
-        for j, i in enumerate(idx):
-            one = state if len(idx) == 1 else state[j:j + 1]
-            out[i] = (Memory(one, phases[j] + steps), None if colour is None else colour[j])
-    return out
 
 
 class GrowthServiceError(RoomfuseError):
@@ -114,10 +41,10 @@ class GrowthServiceError(RoomfuseError):
 
 
 class _Request:
-    __slots__ = ("prepared", "memory", "done", "result", "error")
+    __slots__ = ("prepared", "state", "done", "result", "error")
 
-    def __init__(self, prepared, memory: Memory):
-        self.prepared, self.memory = prepared, memory
+    def __init__(self, prepared, state: GrowthState | None):
+        self.prepared, self.state = prepared, state
         self.done = threading.Event()
         self.result = None
         self.error: BaseException | None = None
@@ -164,9 +91,9 @@ class GrowthService:
         since = time.monotonic() - self.live_s
         return sum(1 for t in self._last_ask.values() if t >= since)
 
-    def submit(self, prepared, memory: Memory, member: int = 0):
-        """(colour, new memory) for one canvas, grown in the next round; blocks."""
-        req = _Request(prepared, memory)
+    def submit(self, prepared, state: GrowthState | None, member: int = 0):
+        """(colour, new state) for one canvas, grown in the next round; blocks."""
+        req = _Request(prepared, state)
         with self._cond:
             if self._closed:
                 raise GrowthServiceError("the growth service is closed")
@@ -203,9 +130,9 @@ class GrowthService:
     def _serve(self, batch: list[_Request]) -> None:
         self.rounds[len(batch)] += 1
         try:
-            colours, memories = self.engine.grow([r.prepared for r in batch], [r.memory for r in batch])
-            for r, c, m in zip(batch, colours, memories):
-                r.result = (c, m)
+            colours, states = self.engine.grow([r.prepared for r in batch], [r.state for r in batch])
+            for r, c, s in zip(batch, colours, states):
+                r.result = (c, s)
         except Exception as e:
             if len(batch) == 1:
                 batch[0].error = e
@@ -216,8 +143,8 @@ class GrowthService:
                             len(batch), type(e).__name__, e)
                 for r in batch:
                     try:
-                        (c,), (m,) = self.engine.grow([r.prepared], [r.memory])
-                        r.result = (c, m)
+                        (c,), (s,) = self.engine.grow([r.prepared], [r.state])
+                        r.result = (c, s)
                     except Exception as e1:
                         r.error = e1
         finally:
@@ -244,8 +171,7 @@ class BatchedGrower(Grower):
         self.member = member
         self.engine = service.engine
         self.device = self.engine.device
-        self.state: torch.Tensor | None = None
-        self.phase = 0
+        self.state: GrowthState | None = None
         self._closed = False
 
     def fill(self, image: np.ndarray, known: np.ndarray,
@@ -254,13 +180,11 @@ class BatchedGrower(Grower):
         if isinstance(prepared, np.ndarray):
             self.state = None
             return prepared
-        rgb, memory = self.service.submit(prepared, Memory(self.state, self.phase), self.member)
-        self.state, self.phase = memory.state, memory.phase
+        rgb, self.state = self.service.submit(prepared, self.state, self.member)
         return self.engine.finish(image, known, rgb)
 
     def reset(self) -> None:
         self.state = None
-        self.phase = 0
 
     def close(self) -> None:
         """Leave the service (idempotent): its rounds stop waiting for this room."""
@@ -283,8 +207,6 @@ def use_batching(mode: str, grower: str, device: str) -> bool:
         return False
     if mode == "on":
         return True
-    from .nca_grower import resolve_device
-
     return resolve_device(device).type == "cuda"
 
 

@@ -3,25 +3,24 @@
 numpy in, numpy out. Per frame: average the known pixels down to the working resolution
 (the shared ``downsample_known``), carry the automaton's state to the new frame, run the
 rule's steps, and write the upsampled colour into the unknown pixels only
-(``upsample_into``). The state stays here between calls; ``reset()`` drops it and a
-change of canvas size starts afresh.
+(``upsample_into``). The state (a ``GrowthState``) stays here between calls; ``reset()``
+drops it and a change of canvas size starts afresh.
 
 A frame is three parts, so that several rooms can share the device part (``batch.py``):
 ``prepare`` (host: the working-resolution canvas), ``grow`` (device: any number of
-canvases in one batch, each with its own carried ``Memory``) and ``finish`` (host: the
+canvases in one batch, each from its own carried state) and ``finish`` (host: the
 upsampled fill). ``fill`` is the three for one canvas.
 
 Where the steps run decides how: on the CPU the rule gathers the cells to update and
 their neighbours (the work follows the hole); on CUDA it steps dense tiles (static
 shapes), recorded as a CUDA graph per tile bucket, optionally compiled, optionally in
 half precision, with the host side staged through pinned buffers and one
-synchronisation per frame. The same function either way; tests hold them together.
+synchronisation per frame (``staging.py``). The same function either way (the rule's
+one loop, ``GrowthRule.advance``); tests hold them together.
 """
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -29,11 +28,11 @@ import numpy as np
 import torch
 
 from .base import Grower, check_inputs, downsample_known, paste_unknown, upsample_into
-from .batch import LowCanvas, Memory, grow_batch
 from .checkpoint import load_checkpoint
 from .cuda_graph import GraphRunner, cuda_capture
-from .model import ALIVE, GrowthNet
-from .rule import Cells, GrowthRule, RuleConfig
+from .model import GrowthNet
+from .rule import GrowthRule, GrowthState, RuleConfig
+from .staging import LowCanvas, Prepared, Staging, colour_bytes
 from .tiles import TILE, Tiles
 
 MODEL_ENV = "ROOMFUSE_MODEL"
@@ -48,49 +47,6 @@ def resolve_device(device: str) -> torch.device:
     if device == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' asked for but torch sees no CUDA device")
     return torch.device(device)
-
-
-@dataclass
-class Prepared:
-    """One canvas at the working resolution, on the host: all the device part needs."""
-
-    low: np.ndarray          # float32 h x w x 3, 0..255, the mean of the known pixels
-    known: np.ndarray        # bool h x w
-    skip: np.ndarray | None  # bool h x w: unknown cells a person covers (not updated)
-
-
-class Staging:
-    """Pinned host buffers, reused frame after frame, for copies that do not block.
-
-    A copy from ordinary (pageable) memory waits for the device to finish its queue;
-    from pinned memory it is queued like a kernel. Within a frame (``begin()`` starts
-    one) every request gets a buffer of its own, so a later copy never overwrites a
-    buffer whose transfer is still queued; buffers are reused by later frames, after
-    the synchronisation that ends each frame. They only grow (pinning memory is slow)."""
-
-    def __init__(self, device: torch.device):
-        self.device = device
-        self.buffers: dict[tuple[str, int], torch.Tensor] = {}
-        self._used: dict[str, int] = {}
-
-    def begin(self) -> None:
-        self._used.clear()
-
-    def host(self, name: str, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
-        slot = self._used.get(name, 0)
-        self._used[name] = slot + 1
-        nbytes = int(np.prod(shape)) * torch.empty((), dtype=dtype).element_size()
-        buf = self.buffers.get((name, slot))
-        if buf is None or buf.numel() < nbytes:
-            buf = self.buffers[(name, slot)] = torch.empty(max(nbytes, 1), dtype=torch.uint8,
-                                                           pin_memory=True)
-        return buf[:nbytes].view(dtype).view(shape)
-
-    def upload(self, name: str, array) -> torch.Tensor:
-        src = torch.from_numpy(np.ascontiguousarray(array)) if isinstance(array, np.ndarray) else array
-        buf = self.host(name, tuple(src.shape), src.dtype)
-        buf.copy_(src)
-        return buf.to(self.device, non_blocking=True)
 
 
 class NCAGrower(Grower):
@@ -127,8 +83,7 @@ class NCAGrower(Grower):
             rule = RuleConfig(**{**rule.to_dict(), "frame_steps": int(steps)})
         self.rule = GrowthRule(self.net, rule)
         self.factor = int(factor)
-        self.state: torch.Tensor | None = None
-        self.phase = 0          # number of the next step (the hash schedule's clock)
+        self.state: GrowthState | None = None
         self.tiled = cuda if tiled is None else bool(tiled)
         self.tile = int(tile)
         self.fold = bool(fold)
@@ -142,8 +97,7 @@ class NCAGrower(Grower):
         self.runners: dict[str, GraphRunner] | None = None
         if graphs:
             self.record_graphs()
-        self.staging = Staging(self.device) if cuda else None
-        self.stream = torch.cuda.Stream(self.device) if cuda else None
+        self.staging = Staging(self.device)
         self.timing = False  # record where the device time goes, into ``last_ms``
         self.last_ms: dict[str, float] = {}
 
@@ -154,12 +108,12 @@ class NCAGrower(Grower):
         if not self.tiled:
             raise ValueError("graphs record the tiled step; this grower gathers")
         fn = self._frame_fn
-        self.runners = {"fresh": GraphRunner(lambda *t: fn(t[0], t[1], None, *t[2:]), capture),
+        self.runners = {"fresh": GraphRunner(lambda image, known, todo, coords, size, steps:
+                                             fn(image, known, todo, coords, None, 0, size, steps), capture),
                         "carried": GraphRunner(fn, capture)}
 
     def reset(self) -> None:
         self.state = None
-        self.phase = 0
 
     # ---- host: in and out of the working resolution ---------------------------------------
 
@@ -194,123 +148,77 @@ class NCAGrower(Grower):
 
     # ---- device: the rule's steps ----------------------------------------------------------
 
-    def _canvas(self, p: Prepared) -> LowCanvas:
-        if self.staging is None:
-            image = torch.from_numpy(p.low * (1 / 255)).permute(2, 0, 1).unsqueeze(0)
-            known = torch.from_numpy(p.known)[None, None]
-            skip = None if p.skip is None else torch.from_numpy(p.skip)[None, None]
-            return LowCanvas(image.to(self.dtype), known, skip, known, skip)
-        image = self.staging.upload("image", p.low).permute(2, 0, 1).unsqueeze(0)
-        known = self.staging.upload("known", p.known)[None, None]
-        skip = None if p.skip is None else self.staging.upload("skip", p.skip)[None, None]
-        host_known = torch.from_numpy(p.known)[None, None]
-        host_skip = None if p.skip is None else torch.from_numpy(p.skip)[None, None]
-        return LowCanvas(image.mul(1 / 255).to(self.dtype), known, skip, host_known, host_skip)
-
-    def _run(self, group: LowCanvas, prev: torch.Tensor | None, steps: int, phase):
-        """Start a batch of canvases (fresh when ``prev`` is None, else carried) and run
-        its steps; returns (state, uint8 colour (B, h, w, 3) or None), tensors of their own."""
-        if not self.tiled:
-            if prev is None:
-                state = self.rule.init_state(group.image, group.known)
-            else:
-                state = self.rule.carry(prev, group.image, group.known)
-            if steps == 0:
-                return state, None
-            # Channels-last: the rule's per-cell gathers then read the state without a copy.
-            state = state.contiguous(memory_format=torch.channels_last)
-            cells = Cells(group.known, group.skip)
-            folded = self.net.folded_gathered() if self.fold else None
-            for i in range(steps):
-                state = self.rule.step(state, group.image, group.known, phase=phase + i, cells=cells,
-                                       folded=folded)
-            return state, None
-        # Plan on the host masks (no wait on the device), send coordinates and mask.
-        plan = Tiles(group.host_known, group.host_skip, size=self.tile)
-        if plan.used == 0:
-            steps = 0
-        b, _, h, w = group.known.shape
-        if isinstance(phase, int):
-            phase = torch.full((b,), phase, dtype=torch.long)
-        if self.staging is not None:
-            coords = self.staging.upload("coords", plan.coords)
-            todo = self.staging.upload("todo", plan.todo)
-            phase = self.staging.upload("phase", phase)
-        else:
-            coords, todo = plan.coords, plan.todo
-        static = ((b, h, w), self.tile, steps)
-        if self.runners is None:
-            return self._frame_fn(group.image, group.known, prev, todo, coords, phase, *static)
-        if prev is None:
-            state, colour = self.runners["fresh"](group.image, group.known, todo, coords, phase, static=static)
-        else:
-            state, colour = self.runners["carried"](group.image, group.known, prev, todo, coords, phase,
-                                                    static=static)
-        return state.clone(), colour.clone()  # the graph's buffers change at its next replay
-
-    def _tiled_frame(self, image, known, prev, todo, coords, phase, shape, size, steps):
-        """The whole device part of a tiled frame, as one recordable function: start (or
-        carry) the state, run the steps on tiles, and round the colour to uint8 (the
-        host's ``to_uint8`` in the same float32 steps), a third of the bytes to copy back."""
-        state = self.rule.init_state(image, known) if prev is None else self.rule.carry(prev, image, known)
-        b, c, h, w = state.shape
-        flat = torch.cat([state.permute(0, 2, 3, 1).reshape(-1, c), state.new_zeros(1, c)])
-        flat = self.rule.tiled_steps(flat, todo, coords, phase, shape, size, steps, fold=self.fold)
-        state = flat[:-1].view(b, h, w, c).permute(0, 3, 1, 2)
-        colour = (state[:, :ALIVE].permute(0, 2, 3, 1).float() * 255 + 0.5).clamp(0, 255).to(torch.uint8)
-        return state, colour
-
-    def grow(self, frames: list[Prepared], memories: list[Memory]
-             ) -> tuple[list[np.ndarray], list[Memory]]:
+    def grow(self, frames: list[Prepared], states: list[GrowthState | None]
+             ) -> tuple[list[np.ndarray], list[GrowthState]]:
         """The device part for any number of canvases at once: each grows from its own
-        ``Memory`` (fresh ones ``grow_steps``, carried ones ``frame_steps``); returns the
-        working-resolution colours (h x w x 3, for ``finish``) and the new memories.
-        One thread at a time."""
-        with torch.inference_mode(), self._on_stream():
-            if self.staging is not None:
-                self.staging.begin()
-            marks = [self._mark()]
-            canvases = [self._canvas(p) for p in frames]
-            marks.append(self._mark())
-            grown = grow_batch(self.rule, self._run, canvases, memories)
-            marks.append(self._mark())
-            colours = self._download(grown)
-            marks.append(self._mark())
+        state (None: afresh). Returns the working-resolution colours (h x w x 3, for
+        ``finish``) and the new states. One thread at a time.
+
+        Canvases of one size and freshness grow as one batch (fresh ones ``grow_steps``,
+        carried ones ``frame_steps``); each grows as it would alone (bit for bit on a
+        CPU; on a GPU the kernels chosen for a larger batch may round differently)."""
+        staging = self.staging
+        with torch.inference_mode(), staging.on_stream():
+            staging.begin()
+            marks = [staging.mark()] if self.timing else []
+            canvases = [staging.canvas(p, self.dtype) for p in frames]
+            if self.timing:
+                marks.append(staging.mark())
+            groups: dict[tuple, list[int]] = {}
+            for i, (c, s) in enumerate(zip(canvases, states)):
+                fresh = s is None or not s.fits(c.known)
+                groups.setdefault((fresh, tuple(c.known.shape[2:])), []).append(i)
+            grown: list = [None] * len(frames)
+            colours: list = [None] * len(frames)
+            for (fresh, _), idx in groups.items():
+                prev = None if fresh else GrowthState.join([states[i] for i in idx])
+                state, colour = self._grow_group(LowCanvas.join([canvases[i] for i in idx]), prev)
+                for j, (i, one) in enumerate(zip(idx, state.split())):
+                    grown[i], colours[i] = one, None if colour is None else colour[j]
+            if self.timing:
+                marks.append(staging.mark())
+            out = staging.download([g.cells for g in grown], colours)
+            if self.timing:
+                marks.append(staging.mark())
         if self.timing:
-            self.last_ms = self._elapsed(marks)
-        return colours, [m for m, _ in grown]
+            self.last_ms = staging.elapsed(marks, ("upload", "steps", "download"))
+        return out, grown
 
-    def _download(self, grown: list[tuple[Memory, torch.Tensor | None]]) -> list[np.ndarray]:
-        if self.staging is None:
-            return [m.state[0, :ALIVE].permute(1, 2, 0).float().mul(255).cpu().numpy() for m, _ in grown]
-        # Queue every copy, then one synchronisation for all canvases.
-        hosts = []
-        for m, colour in grown:
-            if colour is None:  # the gathered form: round here as the tiled frame does
-                colour = (m.state[0, :ALIVE].permute(1, 2, 0).float() * 255 + 0.5).clamp(0, 255).to(torch.uint8)
-            buf = self.staging.host("rgb", tuple(colour.shape), torch.uint8)
-            buf.copy_(colour, non_blocking=True)
-            hosts.append(buf)
-        self.stream.synchronize()
-        return [h.numpy().copy() for h in hosts]  # the pinned buffers are reused next frame
+    def _grow_group(self, group: LowCanvas, prev: GrowthState | None, steps: int | None = None
+                    ) -> tuple[GrowthState, torch.Tensor | None]:
+        """One batch of canvases through the rule's loop (fresh when ``prev`` is None);
+        returns the new state and, from the tiled form, the uint8 colour (B, h, w, 3)."""
+        cells, phase, steps = self.rule.begin(prev, group.known, steps)
+        if not self.tiled:
+            cells = self.rule.advance(group.image, group.known, cells, phase, steps,
+                                      skip=group.skip, fold=self.fold)
+            return GrowthState(cells, phase + steps), None
+        # Plan on the host masks (no wait on the device); send the plan and the clock.
+        plan = Tiles.plan(group.host_known, group.host_skip, size=self.tile)
+        tensors = [group.image, group.known, self.staging.upload("todo", plan.todo),
+                   self.staging.upload("coords", plan.coords)]
+        if cells is not None:
+            clock = phase if isinstance(phase, torch.Tensor) else \
+                torch.full((group.known.shape[0],), phase, dtype=torch.long)
+            tensors += [cells, self.staging.upload("phase", clock)]
+        # Nothing to update: only carry (the clock runs on all the same).
+        static = (self.tile, steps if plan.used else 0)
+        if self.runners is None:
+            start = [None, 0] if cells is None else []   # afresh, from step 0
+            cells, colour = self._frame_fn(*tensors, *start, *static)
+        else:
+            runner = self.runners["fresh" if cells is None else "carried"]
+            cells, colour = runner(*tensors, static=static)
+            cells, colour = cells.clone(), colour.clone()  # the graph's buffers change at its next replay
+        return GrowthState(cells, phase + steps), colour
 
-    def _on_stream(self):
-        return torch.cuda.stream(self.stream) if self.stream is not None else _nothing()
-
-    def _mark(self):
-        if not self.timing:
-            return None
-        if self.stream is None:
-            return time.perf_counter()
-        ev = torch.cuda.Event(enable_timing=True)
-        ev.record(self.stream)
-        return ev
-
-    def _elapsed(self, marks) -> dict[str, float]:
-        names = ("upload", "steps", "download")
-        if self.stream is None:
-            return {n: (b - a) * 1e3 for n, a, b in zip(names, marks, marks[1:])}
-        return {n: a.elapsed_time(b) for n, a, b in zip(names, marks, marks[1:])}
+    def _tiled_frame(self, image, known, todo, coords, cells, phase, size, steps):
+        """The whole device part of a tiled frame, as one recordable function: the rule's
+        loop on the planned tiles (``cells`` None starts afresh), then the colour rounded
+        to uint8 on the device."""
+        cells = self.rule.advance(image, known, cells, phase, steps, form="tiled",
+                                  tiles=Tiles(coords, todo, size), fold=self.fold)
+        return cells, colour_bytes(cells)
 
     # ---- the Grower interface ---------------------------------------------------------------
 
@@ -320,14 +228,5 @@ class NCAGrower(Grower):
         if isinstance(prepared, np.ndarray):
             self.state = None
             return prepared
-        (rgb,), (memory,) = self.grow([prepared], [Memory(self.state, self.phase)])
-        self.state, self.phase = memory.state, memory.phase
+        (rgb,), (self.state,) = self.grow([prepared], [self.state])
         return self.finish(image, known, rgb)
-
-
-class _nothing:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False

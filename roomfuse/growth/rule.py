@@ -1,9 +1,10 @@
 """The rule that applies the growth network: which cells change, when, and what carries over.
 
-``out, state = rule(image, known, state)`` with image (B, 3, H, W) in 0..1 and known
-(B, 1, H, W) bool, both at the working (reduced) resolution. The state is a plain tensor
-that the caller keeps between frames and may drop at any time (``state=None`` starts
-afresh), in the manner of recurrent video models.
+``rgb, state = rule(image, known, state)`` with image (B, 3, H, W) in 0..1 and known
+(B, 1, H, W) bool, both at the working (reduced) resolution. The state (``GrowthState``:
+the automaton's cells and the number of its next step) is a value the caller keeps
+between frames and may drop at any time (``None`` starts afresh), in the manner of
+recurrent video models. Training, the grower and a batch of rooms all hold it this way.
 
 The growth rule:
 - known cells are clamped to what the camera saw and never written;
@@ -28,12 +29,13 @@ hidden start from the last colour seen there (background the person now covers);
 that become known are clamped again. So on video the growth is amortised: each frame
 runs only ``frame_steps`` steps from where the last one stopped.
 
-One step, three forms of the same function: ``step`` gathers the cells to update and
-their neighbourhoods (the CPU form: work follows the hole); ``step_dense`` runs the
-network on every cell of the canvas and keeps the update where the rule allows it (the
-reference for the others, and a static shape); ``run_tiled`` does the dense step on the
-tiles that hold cells to update (``tiles.py``), the accelerator form, with static
-shapes for CUDA graphs and compilers. A test holds all three to the same result.
+One loop, ``advance``: start (or carry) the cells, then run the steps, in one of three
+forms of the same step: ``step`` gathers the cells to update and their neighbourhoods
+(the CPU form: work follows the hole); ``step_dense`` runs the network on every cell of
+the canvas and keeps the update where the rule allows it (the reference for the others,
+and a static shape); ``tiled_steps`` does the dense step on the tiles that hold cells to
+update (``tiles.py``), the accelerator form, with static shapes for CUDA graphs and
+compilers. A test holds all three to the same result.
 """
 from __future__ import annotations
 
@@ -64,6 +66,38 @@ class RuleConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "RuleConfig":
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass(frozen=True)
+class GrowthState:
+    """What a canvas batch carries from frame to frame, held by the caller.
+
+    ``cells`` (B, C, h, w): the automaton's state at the working resolution. ``phase``:
+    the number of the next step (the hash schedule's clock), an int, or a (B,) long
+    tensor on the host when canvases grown together are at different steps."""
+
+    cells: torch.Tensor
+    phase: int | torch.Tensor = 0
+
+    def fits(self, like: torch.Tensor) -> bool:
+        """Whether these cells carry over to a frame shaped like ``like`` (B, *, h, w)."""
+        return self.cells.shape[0] == like.shape[0] and self.cells.shape[2:] == like.shape[2:]
+
+    @staticmethod
+    def join(states: list["GrowthState"]) -> "GrowthState":
+        """One state for canvases grown together (of one size), each keeping its step."""
+        if len(states) == 1:
+            return states[0]
+        return GrowthState(torch.cat([s.cells for s in states]),
+                           torch.tensor([int(s.phase) for s in states], dtype=torch.long))
+
+    def split(self) -> list["GrowthState"]:
+        """The state of each canvas, the inverse of ``join``."""
+        b = self.cells.shape[0]
+        if b == 1:
+            return [self]
+        phases = self.phase.tolist() if isinstance(self.phase, torch.Tensor) else [self.phase] * b
+        return [GrowthState(self.cells[j:j + 1], int(p)) for j, p in enumerate(phases)]
 
 
 def row_blend(image: torch.Tensor, known: torch.Tensor, geometry: bool = False):
@@ -132,7 +166,6 @@ class Cells:
 
     def __init__(self, known: torch.Tensor, skip: torch.Tensor | None = None):
         b, _, h, w = known.shape
-        self.shape = (b, h, w)
         todo = ~known[:, 0] if skip is None else ~known[:, 0] & ~skip[:, 0]
         bi, yi, xi = todo.nonzero(as_tuple=True)
         self.b, self.y, self.x = bi, yi, xi
@@ -183,17 +216,15 @@ class GrowthRule:
         hidden = state[:, GEOMETRY.stop:] * keep.to(state.dtype)
         return torch.cat([rgb, alive, geo, hidden], 1)
 
-    def step(self, state: torch.Tensor, image: torch.Tensor, known: torch.Tensor,
-             train: bool = False, generator: torch.Generator | None = None,
-             phase: int = 0, origin: tuple[int, int] = (0, 0),
-             cells: Cells | None = None, folded=None) -> torch.Tensor:
+    def step(self, state: torch.Tensor, known: torch.Tensor, phase=0, cells: Cells | None = None,
+             folded=None, train: bool = False, generator: torch.Generator | None = None) -> torch.Tensor:
         """One update of the unknown cells. ``phase`` numbers the step for the inference
-        fire pattern; ``origin`` is the (y, x) of this tensor inside a larger canvas, so a
-        crop fires the same cells as the whole canvas would. Known cells are never
-        touched: the work is a gather over the unknown cells and a scatter back, so it
-        follows the size of the hole, not of the frame. ``folded``: the network's
+        fire pattern (an int, or (B,) per canvas, see ``per_canvas``). Known cells are
+        never touched: the work is a gather over the unknown cells and a scatter back, so
+        it follows the size of the hole, not of the frame. ``cells``: the frame's
+        ``Cells`` (built here when not given). ``folded``: the network's
         ``folded_gathered()`` weights, perception and first layer as one product (the
-        same function up to rounding; the caller folds once per frame)."""
+        same function up to rounding; the loop folds once per frame)."""
         cells = cells or Cells(known)
         b, c, h, w = state.shape
         flat = state.permute(0, 2, 3, 1).reshape(-1, c)       # a view if channels-last
@@ -205,8 +236,7 @@ class GrowthRule:
         if train:
             gate = gate & (torch.rand(gate.shape, generator=generator, device=gate.device) < 0.5)
         elif self.config.schedule == "hash":
-            gate = gate & fire_hash(cells.y + origin[0], cells.x + origin[1],
-                                    per_canvas(phase, cells.b))
+            gate = gate & fire_hash(cells.y, cells.x, per_canvas(phase, cells.b))
         else:
             scale = 0.5
         sel = gate.nonzero(as_tuple=True)[0]
@@ -263,16 +293,15 @@ class GrowthRule:
         return torch.where(gate, new, old)
 
     def step_dense(self, state: torch.Tensor, known: torch.Tensor, phase=0,
-                   origin: tuple[int, int] = (0, 0), skip: torch.Tensor | None = None,
-                   fold: bool = False) -> torch.Tensor:
+                   skip: torch.Tensor | None = None, fold: bool = False) -> torch.Tensor:
         """``step`` at inference, computed for every cell of the canvas: perception as a
         convolution (``GrowthNet.perceive``), the network on every cell, the update kept
-        where the rule allows it. Static shapes, no gather; the reference for
-        ``run_tiled``. ``phase``: an int or a (B,) tensor (see ``per_canvas``)."""
+        where the rule allows it. Static shapes, no gather; the reference for the tiled
+        form. ``phase``: an int or a (B,) tensor (see ``per_canvas``)."""
         b, _, h, w = state.shape
         todo = ~known if skip is None else ~known & ~skip
-        ys = torch.arange(h, device=state.device).view(1, h, 1) + origin[0]
-        xs = torch.arange(w, device=state.device).view(1, 1, w) + origin[1]
+        ys = torch.arange(h, device=state.device).view(1, h, 1)
+        xs = torch.arange(w, device=state.device).view(1, 1, w)
         if isinstance(phase, torch.Tensor):
             phase = phase.to(state.device).view(b, 1, 1)
         padded = F.pad(state, (1, 1, 1, 1), mode="replicate")
@@ -280,74 +309,91 @@ class GrowthRule:
         new = self._update_blocks(padded, todo.permute(0, 2, 3, 1), ys, xs, phase, folded)
         return new.permute(0, 3, 1, 2)
 
-    def tiled_steps(self, flat: torch.Tensor, todo: torch.Tensor, coords: torch.Tensor,
-                    phase: torch.Tensor, shape: tuple[int, int, int], size: int, steps: int,
-                    origin: tuple[int, int] = (0, 0), fold: bool = False) -> torch.Tensor:
-        """``steps`` dense steps on tiles, in place on ``flat``, the state channels-last as
-        (B*H*W + 1, C) with a spare row last (see ``tiles.py``); returns ``flat``.
+    def tiled_steps(self, state: torch.Tensor, tiles: Tiles, phase: torch.Tensor, steps: int,
+                    fold: bool = False) -> torch.Tensor:
+        """``steps`` dense steps on the tiles of ``tiles`` (on the state's device);
+        (B, C, H, W) in and out, the result channels-last.
 
-        Tensors in, the same tensor out, no host synchronisation: this is the piece a
-        CUDA graph captures (``cuda_graph.GraphRunner``) or a compiler fuses. ``phase``
-        (B,) long: the number of each canvas's first step. ``fold``: perception and the
-        first layer as one convolution (``GrowthNet.folded``), the same function up to
-        rounding; folded here, from the weights as they are, so a graph recorded from
-        this never holds stale weights."""
-        read, write, ys, xs, canvas = tile_index(coords, shape, size)
-        n, c = ys.shape[0], flat.shape[1]
-        cell_todo = todo.index_select(0, write).view(n, size, size, 1)
-        ys, xs = ys[:, :, None] + origin[0], xs[:, None, :] + origin[1]
-        first = phase.to(flat.device).index_select(0, canvas).view(n, 1, 1)
+        The state is worked on as (B*H*W + 1, C) with a spare row last (see
+        ``tiles.py``), in place. Tensors in, a tensor out, no host synchronisation: part
+        of what a CUDA graph records (``cuda_graph.GraphRunner``) or a compiler fuses.
+        ``phase`` (B,) long: the number of each canvas's first step. ``fold``: perception
+        and the first layer as one convolution (``GrowthNet.folded``), the same function
+        up to rounding; folded here, from the weights as they are, so a graph recorded
+        from this never holds stale weights."""
+        b, c, h, w = state.shape
+        size = tiles.size
+        flat = torch.cat([state.permute(0, 2, 3, 1).reshape(-1, c), state.new_zeros(1, c)])
+        read, write, ys, xs, canvas = tile_index(tiles.coords, (b, h, w), size)
+        n = ys.shape[0]
+        cell_todo = tiles.todo.index_select(0, write).view(n, size, size, 1)
+        ys, xs = ys[:, :, None], xs[:, None, :]
+        first = phase.index_select(0, canvas).view(n, 1, 1)
         folded = self.net.folded() if fold else None
         for i in range(steps):
             blocks = flat.index_select(0, read).view(n, size + 2, size + 2, c).permute(0, 3, 1, 2)
             new = self._update_blocks(blocks, cell_todo, ys, xs, first + i, folded)
             flat.index_copy_(0, write, new.reshape(-1, c))
-        return flat
-
-    def run_tiled(self, state: torch.Tensor, tiles: Tiles, steps: int, phase=0,
-                  origin: tuple[int, int] = (0, 0), fold: bool = False) -> torch.Tensor:
-        """``steps`` steps of ``step`` in the tiled dense form; (B, C, H, W) in and out.
-        ``tiles`` is the frame's plan (``Tiles(known, skip)``), on the state's device."""
-        b, c, h, w = state.shape
-        flat = torch.cat([state.permute(0, 2, 3, 1).reshape(-1, c), state.new_zeros(1, c)])
-        if not isinstance(phase, torch.Tensor):
-            phase = torch.full((b,), int(phase), dtype=torch.long, device=state.device)
-        flat = self.tiled_steps(flat, tiles.todo, tiles.coords, phase, (b, h, w), tiles.size,
-                                steps, origin, fold)
         return flat[:-1].view(b, h, w, c).permute(0, 3, 1, 2)
 
-    def __call__(self, image: torch.Tensor, known: torch.Tensor,
-                 state: torch.Tensor | None = None, steps: int | None = None,
-                 train: bool = False, generator: torch.Generator | None = None,
-                 phase=0, skip: torch.Tensor | None = None,
-                 form: str = "gathered") -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns (colour (B, 3, H, W), new state). A missing or differently shaped state
-        starts afresh with ``grow_steps`` steps; a carried one runs ``frame_steps``.
-        ``skip``: unknown cells not to update (see ``Cells``). ``form``: "gathered",
-        "dense" or "tiled" (inference only), the same function computed three ways."""
+    # ---- the loop ----------------------------------------------------------------------
+
+    def advance(self, image: torch.Tensor, known: torch.Tensor, cells: torch.Tensor | None,
+                phase, steps: int, *, skip: torch.Tensor | None = None, form: str = "gathered",
+                tiles: Tiles | None = None, fold: bool = False, train: bool = False,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+        """The one step loop: start the cells afresh (``cells`` None) or carry them to this
+        frame, then run ``steps`` steps numbered from ``phase`` (an int or (B,) long) in
+        ``form``: "gathered", "dense" or "tiled" (inference only), the same function
+        computed three ways. Tensors in, a tensor out; the grower records the tiled form
+        as a CUDA graph, so nothing here may wait on the device.
+
+        ``skip``: unknown cells not to update (see ``Cells``). ``tiles``: the frame's plan
+        for the tiled form (planned here from the masks when not given). ``fold``:
+        perception and the first layer folded into one product, the same function up to
+        rounding (inference; the grower's default)."""
         if form not in ("gathered", "dense", "tiled"):
             raise ValueError(f"form must be 'gathered', 'dense' or 'tiled', got {form!r}")
         if train and form != "gathered":
             raise ValueError("training steps fire at random: only the gathered form draws them")
         if known.dtype != torch.bool:
             known = known > 0.5
-        fresh = state is None or state.shape[0] != image.shape[0] \
-            or state.shape[2:] != image.shape[2:]
-        if fresh:
-            state = self.init_state(image, known)
-        else:
-            state = self.carry(state, image, known)
-        if steps is None:
-            steps = self.config.grow_steps if fresh else self.config.frame_steps
-        if form == "tiled":
-            if skip is not None and skip.dtype != torch.bool:
-                skip = skip > 0.5
-            state = self.run_tiled(state, Tiles(known, skip), steps, phase)
+        if skip is not None and skip.dtype != torch.bool:
+            skip = skip > 0.5
+        cells = self.init_state(image, known) if cells is None else self.carry(cells, image, known)
+        if steps == 0:
+            return cells
+        if form == "gathered":
+            # Channels-last: the per-cell gathers then read the state without a copy.
+            cells = cells.contiguous(memory_format=torch.channels_last)
+            plan = Cells(known, skip)
+            folded = self.net.folded_gathered() if fold else None
+            for i in range(steps):
+                cells = self.step(cells, known, phase + i, plan, folded, train, generator)
         elif form == "dense":
             for i in range(steps):
-                state = self.step_dense(state, known, phase + i, skip=skip)
+                cells = self.step_dense(cells, known, phase + i, skip, fold)
         else:
-            cells = Cells(known, skip)
-            for i in range(steps):
-                state = self.step(state, image, known, train, generator, phase + i, cells=cells)
-        return state[:, RGB], state
+            if not isinstance(phase, torch.Tensor):
+                phase = torch.full((cells.shape[0],), int(phase), dtype=torch.long, device=cells.device)
+            tiles = tiles if tiles is not None else Tiles.plan(known, skip)
+            cells = self.tiled_steps(cells, tiles, phase.to(cells.device), steps, fold)
+        return cells
+
+    def begin(self, state: GrowthState | None, like: torch.Tensor, steps: int | None = None):
+        """(cells to carry or None, first step number, steps) for a frame shaped like
+        ``like``: a missing or differently shaped state starts afresh at step 0 with
+        ``grow_steps`` steps, a carried one runs ``frame_steps``; ``steps`` overrides."""
+        fresh = state is None or not state.fits(like)
+        if steps is None:
+            steps = self.config.grow_steps if fresh else self.config.frame_steps
+        return (None, 0, steps) if fresh else (state.cells, state.phase, steps)
+
+    def __call__(self, image: torch.Tensor, known: torch.Tensor, state: GrowthState | None = None,
+                 steps: int | None = None, **options) -> tuple[torch.Tensor, GrowthState]:
+        """(colour (B, 3, H, W), the state after this frame): ``advance`` from ``state`` as
+        ``begin`` says. ``options``: those of ``advance`` (skip, form, tiles, fold, train,
+        generator)."""
+        cells, phase, steps = self.begin(state, image, steps)
+        cells = self.advance(image, known, cells, phase, steps, **options)
+        return cells[:, RGB], GrowthState(cells, phase + steps)

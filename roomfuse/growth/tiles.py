@@ -20,6 +20,8 @@ and the flat mask, so planning never waits on the device. The index arithmetic
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 # 8 x 8: the holes are long thin gaps and silhouettes. On the team's canvases 8-cell
@@ -37,16 +39,22 @@ def bucket(n: int) -> int:
     return -(-n // step) * step
 
 
+@dataclass(frozen=True)
 class Tiles:
     """The tiles of a (B, 1, H, W) canvas batch that hold a cell to update.
 
     ``coords`` (count, 3) long: (canvas, tile row, tile column) of each tile, then spare
-    rows of -1 up to ``count``, a bucket size unless ``pad_to`` says otherwise. ``todo``
-    (B*H*W + 1,) bool: the cells to update, flattened like a channels-last state, with
-    the spare cell last (never updated). Built where the masks are; ``to()`` moves it."""
+    rows of -1 up to a bucket size. ``todo`` (B*H*W + 1,) bool: the cells to update,
+    flattened like a channels-last state, with the spare cell last (never updated).
+    ``plan`` builds one from the masks, wherever they are; the grower plans on the host
+    and rebuilds the plan from its two tensors on the device, inside a recorded graph."""
 
-    def __init__(self, known: torch.Tensor, skip: torch.Tensor | None = None,
-                 size: int = TILE, pad_to: int | None = None):
+    coords: torch.Tensor
+    todo: torch.Tensor
+    size: int = TILE
+
+    @classmethod
+    def plan(cls, known: torch.Tensor, skip: torch.Tensor | None = None, size: int = TILE) -> "Tiles":
         b, _, h, w = known.shape
         todo = ~known[:, 0] if skip is None else ~known[:, 0] & ~skip[:, 0]
         rows, cols = -(-h // size), -(-w // size)
@@ -54,24 +62,18 @@ class Tiles:
         grid[:, :h, :w] = todo
         occupied = grid.view(b, rows, size, cols, size).any(4).any(2)
         coords = occupied.nonzero()
-        self.shape = (b, h, w)
-        self.size = size
-        self.used = int(coords.shape[0])
-        total = bucket(self.used) if pad_to is None else max(int(pad_to), self.used)
-        spare = coords.new_full((total - self.used, 3), -1)
-        self.coords = torch.cat([coords, spare])
-        self.todo = torch.cat([todo.reshape(-1), todo.new_zeros(1)])
+        used = int(coords.shape[0])
+        spare = coords.new_full((bucket(used) - used, 3), -1)
+        return cls(torch.cat([coords, spare]), torch.cat([todo.reshape(-1), todo.new_zeros(1)]), size)
 
     @property
     def count(self) -> int:
         return int(self.coords.shape[0])
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Tiles":
-        out = object.__new__(Tiles)
-        out.shape, out.size, out.used = self.shape, self.size, self.used
-        out.coords = self.coords.to(device, non_blocking=non_blocking)
-        out.todo = self.todo.to(device, non_blocking=non_blocking)
-        return out
+    @property
+    def used(self) -> int:
+        """Tiles that hold work (the rest are spare). Reads ``coords``: ask on the host."""
+        return int((self.coords[:, 0] >= 0).sum())
 
 
 def tile_index(coords: torch.Tensor, shape: tuple[int, int, int], size: int):

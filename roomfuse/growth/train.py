@@ -80,8 +80,8 @@ def frame_loss(out, known, truth, cfg: TrainConfig):
 
 def validate(net, rule_cfg, factor: int, cases) -> dict:
     """Gap-join PSNR/SSIM of the real grower (full resolution in and out) on ``cases``."""
-    from ..evaluate import score
     from .nca_grower import NCAGrower
+    from .scores import score
 
     if not cases:
         return {"psnr": float("nan"), "ssim": float("nan")}
