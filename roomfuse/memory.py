@@ -19,6 +19,7 @@ class BackgroundMemory:
         self.cfg = cfg
         self.plate: np.ndarray | None = None  # HxWx3 float32
         self.last_seen: np.ndarray | None = None  # HxW float32 seconds, -inf = never
+        self._unseen = True
         kernel = 2 * cfg.guard_px + 1
         self._guard = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel, kernel)) if cfg.guard_px else None
 
@@ -27,6 +28,7 @@ class BackgroundMemory:
         if self.plate is None:
             self.plate = np.zeros((h, w, 3), np.float32)
             self.last_seen = np.full((h, w), -np.inf, np.float32)
+            self._unseen = True  # some pixel has never been seen
         elif self.plate.shape[:2] != (h, w):
             # The tile was resized (layout change): keep what we know, at the new size.
             self.plate = cv2.resize(self.plate, (w, h), interpolation=cv2.INTER_LINEAR)
@@ -43,17 +45,24 @@ class BackgroundMemory:
         trusted = seen
         if self._guard is not None:
             trusted = cv2.erode(seen.view(np.uint8), self._guard).view(bool)
-        first = trusted & np.isneginf(self.last_seen)
-        if first.any():
-            np.copyto(self.plate, image, where=first[..., None])
+        if self._unseen:
+            first = trusted & (self.last_seen == -np.inf)
+            if first.any():
+                np.copyto(self.plate, image, where=first[..., None])
         cv2.accumulateWeighted(image, self.plate, self.cfg.rate, mask=trusted.view(np.uint8))
         self.last_seen[trusted] = now
+        if self._unseen:
+            self._unseen = bool((self.last_seen == -np.inf).any())
         fresh = (now - self.last_seen) <= self.cfg.max_age_s
         restore = fresh & ~seen
         background = image.copy()
-        if restore.any():
-            # cv2.copyTo with a mask is ~20x faster than np.copyto(where=...) here.
-            cv2.copyTo(cv2.convertScaleAbs(self.plate), restore.view(np.uint8), background)
+        x, y, w, h = cv2.boundingRect(restore.view(np.uint8))
+        if w and h:
+            # Only around the person: converting the whole float plate would cost more
+            # than the rest of the update. cv2.copyTo with a mask is ~20x faster than
+            # np.copyto(where=...) here.
+            box = (slice(y, y + h), slice(x, x + w))
+            cv2.copyTo(cv2.convertScaleAbs(self.plate[box]), restore[box].view(np.uint8), background[box])
         return background, seen | fresh
 
     def reset(self) -> None:

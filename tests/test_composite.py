@@ -35,7 +35,7 @@ def test_blend_people_soft_edges():
 def test_harmonizer_moves_feeds_toward_each_other_gently():
     c = _canvas()
     h = Harmonizer(CompositeConfig(harmonize=0.5, smooth_frames=1))
-    g = h.update(c)
+    g, _ = h.update(c)
     # The orange-ish right room gets less red, the grey left room gets more.
     assert g[1, 0] < 1.0 < g[0, 0]
     # Half-way in ratio terms, not all the way.
@@ -48,10 +48,10 @@ def test_harmonizer_moves_feeds_toward_each_other_gently():
 def test_harmonizer_gains_are_clipped_and_smoothed_in_time():
     c = _canvas(left=(40, 40, 40), right=(240, 240, 240))
     h = Harmonizer(CompositeConfig(harmonize=1.0, max_gain=1.25, smooth_frames=10))
-    first = h.update(c).copy()
+    first = h.update(c)[0].copy()
     assert np.all(np.abs(first - 1) < 0.05)  # one frame moves a tenth of the way
     for _ in range(200):
-        g = h.update(c)
+        g, _ = h.update(c)
     assert g.max() <= 1.25 + 1e-6 and g.min() >= 0.8 - 1e-6
 
 
