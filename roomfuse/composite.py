@@ -19,7 +19,7 @@ from .config import CompositeConfig
 from .frames import Canvas, Rect
 from .seats import SIDES, adjacency
 
-FIELD_SCALE = 16  # the gain field is smooth: compute it at 1/16 and resize
+FIELD_SCALE = 8  # the gain field is smooth: compute it at 1/8 and resize
 
 
 def blend_people(canvas: Canvas, grown: np.ndarray) -> np.ndarray:
@@ -221,17 +221,15 @@ class Harmonizer:
                     lg += f[:, None, None] * np.log(e)
             num[y0:y1, x0:x1] += lg
             den[y0:y1, x0:x1] += 1.0
-        # Inside tiles the field is already smooth and is kept as it is (a wide blur
-        # would wash the join gains out of the strips they were measured on); across
-        # the gaps a normalised blur ramps from one tile's edge to the next. A light
-        # blur of the whole then rounds the corners.
+        # Inside tiles the field is already smooth and is kept as it is (a blur would
+        # wash the join gains out of the strips they were measured on); across the
+        # gaps a normalised blur ramps from one tile's edge to the next.
         inside = den > 0
-        sigma = max(1.0, _tile_spacing(canvas.tiles) * sx)
+        sigma = max(1.0, 0.5 * _tile_spacing(canvas.tiles) * sx)
         bnum = cv2.GaussianBlur(num, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
         bden = cv2.GaussianBlur(den, (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
         across = np.where(bden[..., None] > 1e-4, bnum / np.maximum(bden, 1e-4)[..., None], 0.0)
         lg = np.where(inside[..., None], num / np.maximum(den, 1.0)[..., None], across).astype(np.float32)
-        lg = cv2.GaussianBlur(lg, (0, 0), 1.0, borderType=cv2.BORDER_REPLICATE)
         return cv2.resize(np.exp(lg), (w, h), interpolation=cv2.INTER_LINEAR)
 
     def reset(self) -> None:

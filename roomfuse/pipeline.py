@@ -50,6 +50,7 @@ class Result:
     canvas: Canvas  # what the grower was given
     grown: np.ndarray  # the background with every gap filled
     ms: dict[str, float] = field(default_factory=dict)  # stage -> milliseconds
+    views: list | None = None  # each feed's framing.View (None: framing off)
 
 
 class Pipeline:
@@ -110,7 +111,7 @@ class Pipeline:
             grown = self.grower.fill(canvas.background, canvas.known, covered)
         with timer.stage("composite"):
             image = self.compositor(canvas, grown)
-        return Result(image=image, canvas=canvas, grown=grown, ms=dict(timer.ms))
+        return Result(image=image, canvas=canvas, grown=grown, ms=dict(timer.ms), views=views)
 
     def reset(self) -> None:
         for seg in self.segmenters.values():

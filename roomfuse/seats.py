@@ -7,7 +7,8 @@ what each tile shows near each of its sides (the mean colour in Lab, and where t
 horizontal lines of the room are). It decides when the set of feeds changes (after
 ``settle_frames``, once a newcomer's room has been seen; until then a newcomer takes the
 next free seat), reviews the order every ``review_frames``, and moves people only for a
-clear gain (``hysteresis``), so nobody is reshuffled from frame to frame.
+clear gain (``hysteresis`` of the cost, and at least ``min_gain``), so nobody is
+reshuffled from frame to frame, nor for noise between near-identical rooms.
 """
 from __future__ import annotations
 
@@ -130,13 +131,14 @@ class Seats:
     """Feed keys in, seat order out (a tuple of the same keys)."""
 
     def __init__(self, mode: str = "auto", settle_frames: int = 30, review_frames: int = 300,
-                 hysteresis: float = 0.15):
+                 hysteresis: float = 0.15, min_gain: float = 0.25):
         if mode not in ("auto", "given"):
             raise ValueError(f"order must be 'auto' or 'given', got {mode!r}")
         self.mode = mode
         self.settle_frames = settle_frames
         self.review_frames = review_frames
         self.hysteresis = hysteresis
+        self.min_gain = min_gain  # in join_cost units: 0.25 is a colour 5 Lab units closer
         self.order: tuple = ()
         self._until_decision = 0
         self.decisions = 0  # how many times the order was reviewed (for tests)
@@ -178,7 +180,7 @@ class Seats:
         tiles = plan_tiles(self.order)
         best, best_cost, costs = best_order(feats, tiles)
         now = cost_of(list(range(len(self.order))), costs)
-        if best_cost < (1.0 - self.hysteresis) * now:
+        if now - best_cost > max(self.hysteresis * now, self.min_gain):
             self.order = tuple(self.order[i] for i in best)
         return self.order
 
