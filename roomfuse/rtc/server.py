@@ -92,6 +92,10 @@ def preflight(settings: RoomSettings) -> None:
     try:
         make_grower(settings.grower, device=settings.device).reset()
         make_segmenter(settings.segmenter).close()
+        if settings.framing and settings.segmenter == "mediapipe":
+            from ..framing import FaceFinder
+
+            FaceFinder().close()
         plan_layout([(640, 360)] * settings.max_participants, settings.pipeline_config().layout,
                     settings.canvas)
     except RoomfuseError:
