@@ -89,21 +89,29 @@ def run(paths, frames, config, keep_from=45, harmonizer=None):
 
 
 def faces(results):
-    ratios, spreads = [], []
+    """Haar faces per tile over every 5th frame: the worst frame, and the per-tile
+    medians (robust to a hand over a face, which Haar misses or stretches)."""
+    ratios, spreads, per_tile = [], [], [[] for _ in results[0].canvas.tiles]
     for r in results[::5]:
         gray = cv2.cvtColor(r.image, cv2.COLOR_RGB2GRAY)
         found = []
-        for t in r.canvas.tiles:
+        for i, t in enumerate(r.canvas.tiles):
             f = HAAR.detectMultiScale(gray[:, max(t.x, 0):t.x + t.w], 1.1, 5, minSize=(30, 30))
             if len(f):
                 x, y, w, h = max(f, key=lambda b: b[3])
                 found.append((h, y + h / 2))
+                per_tile[i].append((h, y + h / 2))
         if len(found) == len(r.canvas.tiles):
             hs, cs = [f[0] for f in found], [f[1] for f in found]
             ratios.append(max(hs) / min(hs))
             spreads.append((max(cs) - min(cs)) / r.image.shape[0])
-    return {"frames": len(ratios), "height_ratio_max": round(max(ratios), 3),
-            "centre_spread_max": round(max(spreads), 3)}
+    hs = [np.median([f[0] for f in t]) for t in per_tile if t]
+    cs = [np.median([f[1] for f in t]) for t in per_tile if t]
+    return {"frames_all_found": len(ratios), "frames": len(results[::5]),
+            "height_ratio_worst_frame": round(max(ratios), 3) if ratios else None,
+            "centre_spread_worst_frame": round(max(spreads), 3) if spreads else None,
+            "height_ratio": round(max(hs) / min(hs), 3),
+            "centre_spread": round((max(cs) - min(cs)) / results[0].image.shape[0], 3)}
 
 
 def joins(results):

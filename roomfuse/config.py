@@ -65,6 +65,9 @@ class FramingConfig:
     # than confirm_s. Positions are in face heights, so the deadband is the same on the
     # canvas for a close-up and for a distant person.
     window_s: float = 0.5
+    # Sizes over a longer window: people rarely change distance quickly, and a brief
+    # change of the measured size (a bowed head) must not pump the zoom.
+    size_window_s: float = 1.2
     deadband_eye: float = 0.15
     deadband_x: float = 0.35
     deadband_zoom: float = 0.12  # in log size (about 12 %)

@@ -90,11 +90,12 @@ class FaceFinder:
             image = cv2.resize(image, (DETECT_WIDTH, max(1, round(h * DETECT_WIDTH / w))),
                                interpolation=cv2.INTER_AREA)
         found = self._model.process(np.ascontiguousarray(image)).detections or ()
+        h, w = image.shape[:2]
         faces = []
         for d in found:
             b = d.location_data.relative_bounding_box
-            eyes = d.location_data.relative_keypoints[:2]
-            faces.append(Face(b.xmin, b.ymin, b.width, b.height, (eyes[0].y + eyes[1].y) / 2))
+            k = np.array([(p.x * w, p.y * h) for p in d.location_data.relative_keypoints[:6]])
+            faces.append(Face(b.xmin, b.ymin, b.width, face_size(b.height, k, h), (k[0, 1] + k[1, 1]) / 2 / h))
         if faces:
             # A face far smaller than the largest is someone far behind, or a picture
             # on the wall: not who this camera is for.
@@ -104,6 +105,24 @@ class FaceFinder:
 
     def close(self) -> None:
         self._model.close()
+
+
+# The detector's box shrinks by up to a fifth when a head bows (measured on the team's
+# signing clips), so the size used is the median of four measures, each scaled to the
+# box's height on the team clips: the box, the distance between the eyes (which a nod
+# leaves alone), between the ears (likewise) and from the eyes to the mouth (which a
+# turn of the head leaves alone). Keypoints: right eye, left eye, nose, mouth, right
+# ear, left ear.
+EYES_TO_FACE, EARS_TO_FACE, EYE_MOUTH_TO_FACE = 2.5, 1.15, 2.43
+
+
+def face_size(box_h: float, k: np.ndarray, height: int) -> float:
+    """Face height as a fraction of the picture's height, robust to a bowed or turned
+    head. ``k``: the six keypoints in pixels."""
+    eye = (k[0] + k[1]) / 2
+    sizes = [box_h * height, EYES_TO_FACE * np.linalg.norm(k[0] - k[1]),
+             EARS_TO_FACE * np.linalg.norm(k[4] - k[5]), EYE_MOUTH_TO_FACE * np.linalg.norm(eye - k[3])]
+    return float(np.median(sizes)) / height
 
 
 # The head of a matte against the face detector's box, measured on 95 frames of six team
@@ -173,13 +192,18 @@ class Operator:
         c = self.cfg
         if subject is not None:
             self.recent.append((self.t, subject))
-        while self.recent and self.recent[0][0] < self.t - c.window_s:
+        while self.recent and self.recent[0][0] < self.t - max(c.window_s, c.size_window_s):
             self.recent.popleft()
-        if not self.recent:
+        near = [s for t, s in self.recent if t >= self.t - c.window_s]
+        if not near:
             return
-        subs = [s for _, s in self.recent]
-        measured = Subject(*(float(np.median([getattr(s, f) for s in subs]))
-                             for f in ("cx", "eye", "face", "x0", "x1")))
+        sizes = [s.face for t, s in self.recent if t >= self.t - c.size_window_s]
+
+        def median(f):
+            return float(np.median([getattr(s, f) for s in near]))
+
+        measured = Subject(cx=median("cx"), eye=median("eye"), face=float(np.median(sizes)),
+                           x0=median("x0"), x1=median("x1"))
         if self.subject is None:
             self.subject = measured  # someone appeared: frame them at once
             self.reframes += 1

@@ -292,14 +292,17 @@ class Placer:
 def view_geometry(src: tuple[int, int], tile: tuple[int, int], view: View,
                   eye_line: float) -> tuple[float, float, float]:
     """(scale, x, y): picture point (u, v) lands at (x + scale * u, y + scale * v) in
-    the tile. A picture wide enough to cover the tile is kept covering it (its side
-    never shows inside the tile); the eye line always holds."""
+    the tile. The people are centred and the eye line always holds; but an enlarged
+    picture, wider than its tile, is kept covering it (its side never shows inside the
+    tile). A picture as wide as its tile (a shrunk one, whose seat is narrowed to it)
+    is shifted to centre its people: what leaves the tile is cropped, what it uncovers
+    is left to the grower."""
     sw, sh = src
     tw, th = tile
     s = view.zoom * th / sh
     x = tw / 2 - view.cx * sw * s
     y = eye_line * th - view.eye * sh * s
-    if sw * s >= tw:
+    if sw * s > 1.02 * tw:
         x = min(0.0, max(tw - sw * s, x))
     return s, x, y
 

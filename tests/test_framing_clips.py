@@ -53,17 +53,19 @@ def run(clips, frames, config=PipelineConfig(), every=5, start=30):
 
 
 def face_spread(results):
-    """Per frame where Haar finds every face: (max/min face height, spread of face
-    centres / canvas height). A signing hand over a face hides it from Haar now and
-    then; at least half the frames must show every face."""
-    spreads = []
+    """(max/min face height, spread of face centres / canvas height), from each tile's
+    median Haar face over the frames. The median, because a signing hand in front of a
+    face now and then hides it from Haar or stretches its box; every tile must show a
+    face in at least half the frames."""
+    per_tile = [[] for _ in results[0].canvas.tiles]
     for r in results:
-        faces = haar_faces(r.image, r.canvas.tiles)
-        if all(f is not None for f in faces):
-            hs, cs = [f[0] for f in faces], [f[1] for f in faces]
-            spreads.append((max(hs) / min(hs), (max(cs) - min(cs)) / r.image.shape[0]))
-    assert len(spreads) >= len(results) / 2, f"Haar found every face in {len(spreads)} of {len(results)} frames"
-    return spreads
+        for found, faces in zip(per_tile, haar_faces(r.image, r.canvas.tiles)):
+            if faces is not None:
+                found.append(faces)
+    assert all(len(f) >= len(results) / 2 for f in per_tile), [len(f) for f in per_tile]
+    hs = [np.median([f[0] for f in found]) for found in per_tile]
+    cs = [np.median([f[1] for f in found]) for found in per_tile]
+    return max(hs) / min(hs), (max(cs) - min(cs)) / results[0].image.shape[0]
 
 
 @pytest.fixture(scope="module")
@@ -76,14 +78,14 @@ def three(person_clip):
 
 def test_three_people_one_size_one_eye_line(three):
     on, _ = three
-    for ratio, centres in face_spread(on):
-        assert ratio <= 1.25 and centres <= 0.06, (ratio, centres)
+    ratio, centres = face_spread(on)
+    assert ratio <= 1.25 and centres <= 0.06, (ratio, centres)
 
 
 def test_without_framing_they_differ(person_clip):
-    off = run([person_clip(n) for n in THREE], 35, PipelineConfig(framing=FramingConfig(enabled=False)),
-              every=1, start=34)
-    ratio, centres = face_spread(off)[0]
+    off = run([person_clip(n) for n in THREE], 40, PipelineConfig(framing=FramingConfig(enabled=False)),
+              every=2, start=30)
+    ratio, centres = face_spread(off)
     assert ratio > 3 and centres > 0.15  # what framing fixes: about 5x and a quarter
 
 
@@ -92,8 +94,8 @@ def test_without_framing_they_differ(person_clip):
     ("intel_asl_again.mkv", "pexels_wolfganglanger.mp4", "intel_asl_walk.mkv", "pyfeat_single_face.mp4"),
 ])
 def test_other_sets_of_people(person_clip, names):
-    for ratio, centres in face_spread(run([person_clip(n) for n in names], 50, every=10)):
-        assert ratio <= 1.25 and centres <= 0.06, (ratio, centres)
+    ratio, centres = face_spread(run([person_clip(n) for n in names], 100, every=5))
+    assert ratio <= 1.25 and centres <= 0.06, (ratio, centres)
 
 
 def test_joins_meet_in_light(three):
