@@ -284,14 +284,10 @@ class Framer:
         self._pending: dict[Hashable, Future] = {}
         self._worker = None if sync else ThreadPoolExecutor(max_workers=1, thread_name_prefix="faces")
 
-    def look(self, key: Hashable, cut: Cutout) -> Subject | None:
+    @staticmethod
+    def look(finder: "FaceFinder | None", cut: Cutout) -> Subject | None:
         """Find who to frame in one cutout (runs in the worker thread)."""
-        faces: list[Face] = []
-        if self.finder_kind == "mediapipe":
-            finder = self.finders.get(key)
-            if finder is None:
-                finder = self.finders[key] = FaceFinder()
-            faces = finder(cut.frame.image)
+        faces = finder(cut.frame.image) if finder is not None else []
         if not faces:
             head = head_from_matte(cut.alpha)
             faces = [head] if head is not None else []
@@ -303,7 +299,9 @@ class Framer:
             op = self.operators.get(key)
             if op is None:
                 op = self.operators[key] = Operator(self.cfg, self.fps)
-                op.observe(self.look(key, cut))  # a newcomer is framed from their first frame
+                if self.finder_kind == "mediapipe":
+                    self.finders[key] = FaceFinder()
+                op.observe(self.look(self.finders.get(key), cut))  # framed from their first frame
                 # Stagger the feeds' looks so they do not all land on one frame.
                 self._due[key] = self.every + i % self.every
             w, h = cut.frame.size
@@ -316,9 +314,9 @@ class Framer:
             if self._due[key] <= 0 and key not in self._pending:
                 self._due[key] = self.every
                 if self._worker is None:
-                    op.observe(self.look(key, cut))
+                    op.observe(self.look(self.finders.get(key), cut))
                 else:
-                    self._pending[key] = self._worker.submit(self.look, key, cut)
+                    self._pending[key] = self._worker.submit(self.look, self.finders.get(key), cut)
         subjects = {k: self.operators[k].subject for k in keys if self.operators[k].subject is not None}
         aspects = {k: c.frame.size[0] / c.frame.size[1] for k, c in zip(keys, cutouts)}
         targets = aim(subjects, aspects, self.cfg)
@@ -331,12 +329,11 @@ class Framer:
             self._due.pop(k, None)
             pending = self._pending.pop(k, None)
             finder = self.finders.pop(k, None)
-            if finder is not None:
-                # Close after any look still running with it.
-                if pending is not None:
-                    pending.add_done_callback(lambda _f, m=finder: m.close())
-                else:
-                    finder.close()
+            if pending is not None and not pending.cancel():
+                # A look is running with this finder: close it when the look is done.
+                pending.add_done_callback(lambda _f, m=finder: m is not None and m.close())
+            elif finder is not None:
+                finder.close()
 
     def reset(self) -> None:
         self._forget(set(self.operators))

@@ -247,3 +247,19 @@ def _key_alpha(frame):
     from roomfuse.segment import KeySegmenter
 
     return KeySegmenter()(frame).alpha
+
+
+def test_looks_in_the_worker_thread_arrive_and_departures_are_clean():
+    framer = Framer(FramingConfig(detect_hz=30), finder="matte")  # a look every frame
+    a, b = SyntheticSource(seed=1, sway=0.3, period_s=1.0), SyntheticSource(seed=2)
+    cut = lambda s, t: Cutout(s.frame_at(t), _key_alpha(s.frame_at(t)))  # noqa: E731
+    for i in range(40):
+        t = i / 30
+        if i < 20:
+            framer([cut(a, t), cut(b, t)], ["a", "b"])
+        else:  # "a" leaves, maybe with a look in flight
+            framer([cut(b, t)], ["b"])
+        if i == 19:
+            assert framer.operators["a"].reframes >= 2  # the swaying person was followed
+    assert set(framer.operators) == {"b"} and not set(framer._pending) - {"b"}
+    framer.close()
