@@ -221,13 +221,13 @@ class Placer:
                             tiles=tuple(tiles), keys=keys)
         return self._last
 
-    def _remember(self, key: Hashable, img: np.ndarray, seen: np.ndarray, pts: float):
+    def _remember(self, key: Hashable, img: np.ndarray, seen: np.ndarray, pts: float, box=None, size=None):
         if not self.memory_cfg.enabled:
             return img, seen
         mem = self.memories.get(key)
         if mem is None:
             mem = self.memories[key] = BackgroundMemory(self.memory_cfg)
-        return mem.update(img, seen, pts)
+        return mem.update(img, seen, pts, box, size)
 
     def _draw_plain(self, key, cut: Cutout, r: Rect, image, background, known, alpha) -> None:
         """The whole picture at tile size (no framing)."""
@@ -258,13 +258,18 @@ class Placer:
         if crop is None:
             return
         a = cv2.resize(cut.alpha, (lw, lh), interpolation=cv2.INTER_LINEAR)
-        bg, ok = self._remember(key, img, a < self.cfg.background_below, cut.frame.pts)
         fade_cut_edges(a, (sx, sy), (x, y), (r.w, r.h), self.framing.edge_fade)
+        # Everything per pixel from here on, the memory included, only on the part of
+        # the picture that shows: for a person enlarged 2x, a quarter of it.
+        x0, y0, x1, y1 = crop.box
+        img, a = img[y0:y1, x0:x1], a[y0:y1, x0:x1]
+        bg, ok = self._remember(key, img, a < self.cfg.background_below, cut.frame.pts, crop.box, (lw, lh))
+        local = replace(crop, box=(0, 0, x1 - x0, y1 - y0))
         ys, xs = r.slices
-        paste(image[ys, xs], img, crop, cv2.INTER_LINEAR)
-        paste(background[ys, xs], bg, crop, cv2.INTER_LINEAR)
-        paste(known.view(np.uint8)[ys, xs], ok.view(np.uint8), crop, cv2.INTER_NEAREST)
-        paste(alpha[ys, xs], a, crop, cv2.INTER_LINEAR)
+        paste(image[ys, xs], img, local, cv2.INTER_LINEAR)
+        paste(background[ys, xs], bg, local, cv2.INTER_LINEAR)
+        paste(known.view(np.uint8)[ys, xs], ok.view(np.uint8), local, cv2.INTER_NEAREST)
+        paste(alpha[ys, xs], a, local, cv2.INTER_LINEAR)
 
     def _level(self, key: Hashable, scale: float) -> int:
         """How many times to halve a picture before drawing it at ``scale``: bilinear
