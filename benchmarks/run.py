@@ -163,7 +163,7 @@ def main() -> int:
             pass
         rows.append((s, r))
     print(f"\nMachine: {machine()}" + (f"; feeds: {args.source}" if args.source != "clips" else "") + "\n")
-    stages = ["decode", "segment", "layout", "grow", "composite"]
+    stages = ["decode", "segment", "frame", "layout", "grow", "composite"]
     print("| scenario | canvas | fps | " + " | ".join(f"{st} p50/p95 ms" for st in stages) + " |")
     print("|---|---|---|" + "---|" * len(stages))
     for s, r in rows:

@@ -27,8 +27,58 @@ class LayoutConfig:
     gap: int = 64  # pixels between neighbouring feeds
     margin: int = 0  # pixels around the whole arrangement
     mode: str = "row"  # "row" or "grid"
+    # Who sits next to whom: "given" keeps the feeds' own order; "auto" seats them so
+    # that neighbouring rooms are most alike (colour, brightness, wall and floor lines),
+    # which leaves the grower less to invent at each join. Decided when feeds join or
+    # leave and reviewed now and then, never frame by frame.
+    order: str = "auto"
     # A pixel is "known background" when the person alpha is below this.
     background_below: float = 0.2
+
+
+@dataclass(frozen=True)
+class FramingConfig:
+    """Every person the same size on the canvas, every pair of eyes on one line."""
+
+    enabled: bool = True
+    # Face height (brow to chin, as the face detector boxes it) as a fraction of the
+    # tile height: 0.24 is a head-and-shoulders shot, and what a person 2 m from a
+    # 640x480 webcam reaches at the zoom limit.
+    face_height: float = 0.24
+    # If a far person cannot reach face_height, everyone is drawn at their size, but
+    # never smaller than this: one distant camera should not shrink the whole room.
+    min_face_height: float = 0.12
+    eye_line: float = 0.38  # where the eyes sit, as a fraction of the tile height from its top
+    # Enlarge a feed at most this much over the plain fit (the whole picture at tile
+    # height): beyond 2x a webcam picture is visibly soft.
+    max_zoom: float = 2.0
+    min_zoom: float = 0.25  # a face filling the camera is shrunk at most this far
+    # A shrunk picture's tile is narrowed to the picture, but kept at least this many
+    # tile heights wide: the grower has less room to invent and people sit closer, as
+    # they would in one room.
+    seat_width: float = 0.8
+    # Faces are looked for this often per feed (a detection costs about 5 ms on 2
+    # cores; it runs in a worker thread, off the frame path).
+    detect_hz: float = 5.0
+    # The calm camera operator: the view moves only when the measured subject (a median
+    # over the last window_s) leaves the committed one by more than these, for longer
+    # than confirm_s. Positions are in face heights, so the deadband is the same on the
+    # canvas for a close-up and for a distant person.
+    window_s: float = 0.5
+    # Sizes over a longer window: people rarely change distance quickly, and a brief
+    # change of the measured size (a bowed head) must not pump the zoom.
+    size_window_s: float = 1.2
+    deadband_eye: float = 0.15
+    deadband_x: float = 0.35
+    deadband_zoom: float = 0.12  # in log size (about 12 %)
+    confirm_s: float = 0.2
+    # A re-frame is a critically damped move that is 95 % done after this long. With
+    # the window and confirmation above, a person who steps aside is in frame again
+    # within a second (at most 29 frames at 30 fps, tests/test_framing.py).
+    move_s: float = 0.5
+    # Where a shrunk picture ends inside its tile, the person fades out over this
+    # fraction of the picture's height instead of being cut by a hard line.
+    edge_fade: float = 0.08
 
 
 @dataclass(frozen=True)
@@ -63,11 +113,17 @@ class CompositeConfig:
     max_gain: float = 1.25
     # Time constant of the gains, in frames: exposure changes are followed, not jumped.
     smooth_frames: int = 15
+    # Where two rooms meet, each side's colour near the join is pulled this far toward
+    # the other's (1 = they meet exactly); the pull fades out toward the middle of the
+    # tile, so each room keeps its own look where its person stands.
+    join_match: float = 0.9
+    max_join_gain: float = 1.4  # never change a channel by more than this at a join
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
     segment: SegmentConfig = field(default_factory=SegmentConfig)
+    framing: FramingConfig = field(default_factory=FramingConfig)
     layout: LayoutConfig = field(default_factory=LayoutConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     grow: GrowConfig = field(default_factory=GrowConfig)

@@ -34,6 +34,21 @@ class Cutout:
 
 
 @dataclass(frozen=True)
+class View:
+    """What a feed's tile shows: the picture point (``cx``, ``eye``), in fractions of
+    the picture's width and height, sits at the tile's horizontal centre on its eye
+    line, and the picture is enlarged ``zoom`` times over the plain fit (the whole
+    picture at tile height). The plain fit itself is ``View(0.5, eye_line, 1.0)``."""
+
+    cx: float
+    eye: float
+    zoom: float
+    # The zoom the view is moving to. A shrunk feed's tile is narrowed to its picture,
+    # and follows this, so tiles change size once per re-frame, not at every step.
+    goal_zoom: float | None = None
+
+
+@dataclass(frozen=True)
 class Rect:
     x: int
     y: int
@@ -60,6 +75,7 @@ class Canvas:
     known: np.ndarray  # HxW bool
     alpha: np.ndarray  # HxW float32
     tiles: tuple[Rect, ...]  # where each feed sits, in feed order
+    keys: tuple = ()  # each feed's key, in feed order: per-feed state follows the feed, not the tile
 
     @property
     def size(self) -> tuple[int, int]:

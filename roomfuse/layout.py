@@ -1,16 +1,17 @@
 """Where each feed goes on the shared canvas, and putting it there.
 
 ``plan_layout`` decides the tiles (a row, or a grid, scaled to a common height, with
-gaps and an optional margin); ``Placer`` resizes each feed into its tile, asks the
-feed's background memory for what the person hides, and returns a ``Canvas`` whose
-``known`` mask says which pixels are real background. Everything else is for the grower.
+gaps and an optional margin); ``seats.Seats`` decides who sits in which; ``Placer`` draws
+each feed into its tile (the whole picture, or through the framing stage's ``View``:
+enlarged, shrunk, shifted), asks the feed's background memory for what the person hides,
+and returns a ``Canvas`` whose ``known`` mask says which pixels are real background.
+Everything else (gaps, hidden background, the room around a shrunk picture) is for the
+grower.
 
 When the set of feeds changes, tiles slide from their old place to the new one over a
 few frames instead of jumping, so the room re-forms smoothly when someone joins or leaves.
 """
 from __future__ import annotations
-
-from .errors import RoomfuseError
 
 import math
 from dataclasses import dataclass, replace
@@ -19,9 +20,11 @@ from typing import Hashable, Sequence
 import cv2
 import numpy as np
 
-from .config import LayoutConfig, MemoryConfig
-from .frames import Canvas, Cutout, Rect
+from .config import FramingConfig, LayoutConfig, MemoryConfig
+from .errors import RoomfuseError
+from .frames import Canvas, Cutout, Rect, View
 from .memory import BackgroundMemory
+from .seats import Seats
 
 MAX_FEEDS = 8
 
@@ -117,82 +120,254 @@ def _lerp_rect(a: Rect, b: Rect, t: float) -> Rect:
 
 
 class Placer:
-    """Feeds -> Canvas. Keeps one background memory per feed and the current tiles."""
+    """Feeds -> Canvas. Keeps, per feed key, a background memory and where the feed is
+    drawn; with framing, draws each feed through its ``View``."""
 
     def __init__(self, cfg: LayoutConfig = LayoutConfig(), memory: MemoryConfig = MemoryConfig(),
-                 canvas_size: tuple[int, int] | None = None, slide_frames: int = 12):
+                 canvas_size: tuple[int, int] | None = None, slide_frames: int = 12,
+                 framing: FramingConfig = FramingConfig()):
         self.cfg = cfg
         self.memory_cfg = memory
+        self.framing = framing
         self.canvas_size = canvas_size
         self.slide_frames = slide_frames
-        self.plan: LayoutPlan | None = None
-        self._keys: tuple[Hashable, ...] = ()
-        self._sizes: tuple[tuple[int, int], ...] = ()
+        self.seats = Seats(cfg.order)
+        self.plan: LayoutPlan | None = None  # tiles in seat order
+        self._seated: tuple[Hashable, ...] = ()  # feed keys in seat order
+        self._sizes: dict[Hashable, tuple[int, int]] = {}
+        self._target: dict[Hashable, Rect] = {}
         self._shown: dict[Hashable, Rect] = {}  # where each feed is drawn right now
         self._slide_left = 0
+        self._last: Canvas | None = None
+        self._levels: dict[Hashable, int] = {}
+        self._fix_canvas = False
+        self._given_canvas = canvas_size
         self.memories: dict[Hashable, BackgroundMemory] = {}
 
+    def _plan_for(self, seated: Sequence[Hashable]) -> LayoutPlan:
+        return plan_layout([self._sizes[k] for k in seated], self.cfg, self.canvas_size)
+
+    def seat_size(self, size: tuple[int, int], view: View | None) -> tuple[int, int]:
+        """The size a feed is planned at: its own, or for a picture that framing shrinks,
+        as narrow as the picture (at least ``seat_width`` tile heights)."""
+        if view is None:
+            return size
+        w, h = size
+        zoom = view.zoom if view.goal_zoom is None else view.goal_zoom
+        aspect = min(w / h, max(zoom * w / h, self.framing.seat_width))
+        return max(2, round(aspect * h)), h
+
     def _update_plan(self, keys: tuple, sizes: tuple) -> None:
-        if keys == self._keys and sizes == self._sizes and self.plan is not None:
+        new_sizes = dict(zip(keys, sizes))
+        changed_sizes = new_sizes != self._sizes
+        self._sizes = new_sizes
+        seated = self.seats(keys, self._last, lambda order: self._plan_for(order).tiles)
+        if seated == self._seated and not changed_sizes and self.plan is not None:
             return
-        plan = plan_layout(sizes, self.cfg, self.canvas_size)
+        plan = self._plan_for(seated)
         same_canvas = self.plan is not None and plan.size == self.plan.size
-        self.plan, self._keys, self._sizes = plan, keys, sizes
+        self.plan, self._seated = plan, seated
+        if self._fix_canvas and self.canvas_size is None:
+            # Framing re-plans seat widths as people move; without a fixed output size
+            # the canvas (and a video being written) would change size with them.
+            self.canvas_size = plan.size
+        self._target = dict(zip(seated, plan.tiles))
         for gone in set(self.memories) - set(keys):
             del self.memories[gone]
+            self._levels.pop(gone, None)
         # Slide only on a fixed canvas: if the canvas itself changes size, jump.
         self._slide_left = self.slide_frames if same_canvas else 0
-        self._shown = {k: r for k, r in self._shown.items() if k in keys and same_canvas}
+        self._shown = {k: r for k, r in self._shown.items() if k in new_sizes and same_canvas}
 
-    def tiles_now(self) -> list[Rect]:
-        """The rect of each feed this frame, moving toward the plan while sliding."""
-        target = dict(zip(self._keys, self.plan.tiles))
+    def tiles_now(self, keys: Sequence[Hashable] | None = None) -> list[Rect]:
+        """The rect of each feed this frame (in the order of ``keys``, by default the
+        seat order), moving toward the plan while sliding."""
+        keys = self._seated if keys is None else keys
         if self._slide_left > 0:
             t = 1.0 / self._slide_left  # equal steps over the remaining frames
             self._slide_left -= 1
-            rects = {k: _lerp_rect(self._shown.get(k, r), r, t) for k, r in target.items()}
+            rects = {k: _lerp_rect(self._shown.get(k, r), r, t) for k, r in self._target.items()}
         else:
-            rects = target
+            rects = dict(self._target)
         self._shown = rects
-        return [rects[k] for k in self._keys]
+        return [rects[k] for k in keys]
 
-    def __call__(self, cutouts: Sequence[Cutout], keys: Sequence[Hashable] | None = None) -> Canvas:
+    def __call__(self, cutouts: Sequence[Cutout], keys: Sequence[Hashable] | None = None,
+                 views: Sequence[View] | None = None) -> Canvas:
+        """``views`` (one per feed, from the framing stage) or None for the plain fit."""
         keys = tuple(range(len(cutouts))) if keys is None else tuple(keys)
-        if len(keys) != len(cutouts):
-            raise LayoutError("one key per feed is needed")
-        self._update_plan(keys, tuple(c.frame.size for c in cutouts))
+        if len(keys) != len(cutouts) or len(set(keys)) != len(keys):
+            raise LayoutError("one distinct key per feed is needed")
+        if views is not None and len(views) != len(cutouts):
+            raise LayoutError("one view per feed is needed")
+        self._fix_canvas = views is not None
+        self._update_plan(keys, tuple(self.seat_size(c.frame.size, None if views is None else views[i])
+                                      for i, c in enumerate(cutouts)))
         w, h = self.plan.size
         image = np.zeros((h, w, 3), np.uint8)
         background = np.zeros((h, w, 3), np.uint8)
         known = np.zeros((h, w), bool)
         alpha = np.zeros((h, w), np.float32)
-        tiles = self.tiles_now()
-        for key, cut, r in zip(keys, cutouts, tiles):
+        tiles = self.tiles_now(keys)
+        for i, (key, cut, r) in enumerate(zip(keys, cutouts, tiles)):
             r = _clip_rect(r, w, h)
             if r is None:
                 continue
-            ys, xs = r.slices
-            img = resize_feed(cut.frame.image, r.w, r.h)
-            a = cv2.resize(cut.alpha, (r.w, r.h), interpolation=cv2.INTER_LINEAR)
-            seen = a < self.cfg.background_below
-            image[ys, xs] = img
-            alpha[ys, xs] = a
-            if self.memory_cfg.enabled:
-                mem = self.memories.get(key)
-                if mem is None:
-                    mem = self.memories[key] = BackgroundMemory(self.memory_cfg)
-                bg, ok = mem.update(img, seen, cut.frame.pts)
-                background[ys, xs] = bg
-                known[ys, xs] = ok
+            if views is None:
+                self._draw_plain(key, cut, r, image, background, known, alpha)
             else:
-                background[ys, xs] = img
-                known[ys, xs] = seen
-        return Canvas(image=image, background=background, known=known, alpha=alpha, tiles=tuple(tiles))
+                self._draw_framed(key, cut, views[i], r, image, background, known, alpha)
+        self._last = Canvas(image=image, background=background, known=known, alpha=alpha,
+                            tiles=tuple(tiles), keys=keys)
+        return self._last
+
+    def _remember(self, key: Hashable, img: np.ndarray, seen: np.ndarray, pts: float, box=None, size=None):
+        if not self.memory_cfg.enabled:
+            return img, seen
+        mem = self.memories.get(key)
+        if mem is None:
+            mem = self.memories[key] = BackgroundMemory(self.memory_cfg)
+        return mem.update(img, seen, pts, box, size)
+
+    def _draw_plain(self, key, cut: Cutout, r: Rect, image, background, known, alpha) -> None:
+        """The whole picture at tile size (no framing)."""
+        ys, xs = r.slices
+        img = resize_feed(cut.frame.image, r.w, r.h)
+        a = cv2.resize(cut.alpha, (r.w, r.h), interpolation=cv2.INTER_LINEAR)
+        bg, ok = self._remember(key, img, a < self.cfg.background_below, cut.frame.pts)
+        image[ys, xs] = img
+        alpha[ys, xs] = a
+        background[ys, xs] = bg
+        known[ys, xs] = ok
+
+    def _draw_framed(self, key, cut: Cutout, view: View, r: Rect, image, background, known, alpha) -> None:
+        """The picture through its view: scaled and shifted inside the tile, cropped where
+        it overflows, and where it does not cover the tile the rest is left unknown for
+        the grower to extend. The background memory works on the picture itself (at a
+        resolution near the drawn one), so it stays valid while the view moves."""
+        sw, sh = cut.frame.size
+        s, x, y = view_geometry((sw, sh), (r.w, r.h), view, self.framing.eye_line)
+        level = self._level(key, s)
+        img = cut.frame.image
+        lw, lh = sw, sh
+        if level:
+            lw, lh = max(2, round(sw / 2 ** level)), max(2, round(sh / 2 ** level))
+            img = cv2.resize(img, (lw, lh), interpolation=cv2.INTER_AREA)
+        sx, sy = s * sw / lw, s * sh / lh
+        crop = crop_plan((lw, lh), (sx, sy), (x, y), (r.w, r.h))
+        if crop is None:
+            return
+        a = cv2.resize(cut.alpha, (lw, lh), interpolation=cv2.INTER_LINEAR)
+        fade_cut_edges(a, (sx, sy), (x, y), (r.w, r.h), self.framing.edge_fade)
+        # Everything per pixel from here on, the memory included, only on the part of
+        # the picture that shows: for a person enlarged 2x, a quarter of it.
+        x0, y0, x1, y1 = crop.box
+        img, a = img[y0:y1, x0:x1], a[y0:y1, x0:x1]
+        bg, ok = self._remember(key, img, a < self.cfg.background_below, cut.frame.pts, crop.box, (lw, lh))
+        local = replace(crop, box=(0, 0, x1 - x0, y1 - y0))
+        ys, xs = r.slices
+        paste(image[ys, xs], img, local, cv2.INTER_LINEAR)
+        paste(background[ys, xs], bg, local, cv2.INTER_LINEAR)
+        paste(known.view(np.uint8)[ys, xs], ok.view(np.uint8), local, cv2.INTER_NEAREST)
+        paste(alpha[ys, xs], a, local, cv2.INTER_LINEAR)
+
+    def _level(self, key: Hashable, scale: float) -> int:
+        """How many times to halve a picture before drawing it at ``scale``: bilinear
+        scaling aliases below one half, and the background memory costs less on fewer
+        pixels. The band (drawn at 0.55-1.1 of the halved size) keeps a zooming view
+        from flipping between levels."""
+        lv = self._levels.get(key, 0)
+        while lv < 3 and scale * 2 ** lv < 0.55:
+            lv += 1
+        while lv > 0 and scale * 2 ** lv > 1.1:
+            lv -= 1
+        self._levels[key] = lv
+        return lv
 
     def reset(self) -> None:
         self.plan = None
-        self._keys, self._sizes, self._shown = (), (), {}
+        self.canvas_size = self._given_canvas
+        self._seated, self._sizes, self._target, self._shown = (), {}, {}, {}
+        self._last = None
+        self._levels.clear()
+        self.seats.reset()
         self.memories.clear()
+
+
+def view_geometry(src: tuple[int, int], tile: tuple[int, int], view: View,
+                  eye_line: float) -> tuple[float, float, float]:
+    """(scale, x, y): picture point (u, v) lands at (x + scale * u, y + scale * v) in
+    the tile. The people are centred and the eye line always holds; but an enlarged
+    picture, wider than its tile, is kept covering it (its side never shows inside the
+    tile). A picture as wide as its tile (a shrunk one, whose seat is narrowed to it)
+    is shifted to centre its people: what leaves the tile is cropped, what it uncovers
+    is left to the grower."""
+    sw, sh = src
+    tw, th = tile
+    s = view.zoom * th / sh
+    x = tw / 2 - view.cx * sw * s
+    y = eye_line * th - view.eye * sh * s
+    if sw * s > 1.02 * tw:
+        x = min(0.0, max(tw - sw * s, x))
+    return s, x, y
+
+
+@dataclass(frozen=True)
+class Crop:
+    """The part of a picture that lands in a tile, and where: ``box`` (x0, y0, x1, y1)
+    in the picture, resized to ``size``, its corner at ``at`` in the tile (may be
+    negative: the overflow is cut off)."""
+
+    box: tuple[int, int, int, int]
+    size: tuple[int, int]
+    at: tuple[int, int]
+
+
+def crop_plan(src: tuple[int, int], scale: tuple[float, float], offset: tuple[float, float],
+              tile: tuple[int, int]) -> Crop | None:
+    """Whole picture pixels covering the tile's view, so one cv2.resize of a crop draws
+    it (2-3x cheaper than warpAffine; the position is exact to half a pixel)."""
+    (lw, lh), (sx, sy), (x, y), (tw, th) = src, scale, offset, tile
+    x0, x1 = max(0, math.floor(-x / sx)), min(lw, math.ceil((tw - x) / sx))
+    y0, y1 = max(0, math.floor(-y / sy)), min(lh, math.ceil((th - y) / sy))
+    if x1 <= x0 or y1 <= y0:
+        return None
+    size = (max(1, round(sx * (x1 - x0))), max(1, round(sy * (y1 - y0))))
+    return Crop((x0, y0, x1, y1), size, (round(x + sx * x0), round(y + sy * y0)))
+
+
+def paste(dst: np.ndarray, src: np.ndarray, crop: Crop, interpolation: int) -> None:
+    x0, y0, x1, y1 = crop.box
+    piece = cv2.resize(src[y0:y1, x0:x1], crop.size, interpolation=interpolation)
+    th, tw = dst.shape[:2]
+    ax, ay = crop.at
+    ox, oy = max(0, -ax), max(0, -ay)
+    tx, ty = max(0, ax), max(0, ay)
+    w, h = min(crop.size[0] - ox, tw - tx), min(crop.size[1] - oy, th - ty)
+    if w > 0 and h > 0:
+        dst[ty:ty + h, tx:tx + w] = piece[oy:oy + h, ox:ox + w]
+
+
+def fade_cut_edges(alpha: np.ndarray, scale: tuple[float, float], offset: tuple[float, float],
+                   tile: tuple[int, int], fade: float) -> None:
+    """Where a shrunk picture ends inside its tile, its person would be cut by a hard
+    line (a bust floating in the room): fade the matte out toward that edge instead,
+    over ``fade`` of the picture's height. In place."""
+    if fade <= 0:
+        return
+    lh, lw = alpha.shape
+    (sx, sy), (x, y), (tw, th) = scale, offset, tile
+    n = max(2, int(round(fade * lh)))
+    ramp = np.linspace(0.0, 1.0, n + 1, dtype=np.float32)[1:]
+    ramp = ramp * ramp * (3 - 2 * ramp)  # smoothstep: no visible start of the fade
+    if y > 0.5:
+        alpha[:n] *= ramp[:, None]
+    if y + sy * lh < th - 0.5:
+        alpha[-n:] *= ramp[::-1, None]
+    if x > 0.5:
+        alpha[:, :n] *= ramp[None, :]
+    if x + sx * lw < tw - 0.5:
+        alpha[:, -n:] *= ramp[None, ::-1]
 
 
 def resize_feed(image: np.ndarray, w: int, h: int) -> np.ndarray:

@@ -19,6 +19,7 @@ class BackgroundMemory:
         self.cfg = cfg
         self.plate: np.ndarray | None = None  # HxWx3 float32
         self.last_seen: np.ndarray | None = None  # HxW float32 seconds, -inf = never
+        self._unseen = True
         kernel = 2 * cfg.guard_px + 1
         self._guard = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel, kernel)) if cfg.guard_px else None
 
@@ -27,33 +28,52 @@ class BackgroundMemory:
         if self.plate is None:
             self.plate = np.zeros((h, w, 3), np.float32)
             self.last_seen = np.full((h, w), -np.inf, np.float32)
+            self._unseen = True  # some pixel has never been seen
         elif self.plate.shape[:2] != (h, w):
             # The tile was resized (layout change): keep what we know, at the new size.
             self.plate = cv2.resize(self.plate, (w, h), interpolation=cv2.INTER_LINEAR)
             self.last_seen = cv2.resize(self.last_seen, (w, h), interpolation=cv2.INTER_NEAREST)
 
-    def update(self, image: np.ndarray, seen: np.ndarray, now: float) -> tuple[np.ndarray, np.ndarray]:
+    def update(self, image: np.ndarray, seen: np.ndarray, now: float,
+               box: tuple[int, int, int, int] | None = None,
+               size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Learn from this frame's background pixels and fill in the hidden ones.
 
-        image: HxWx3 uint8 tile; seen: HxW bool, True where the pixel is background now.
-        Returns (background uint8: the image with remembered pixels pasted where the person
-        is, known bool: seen now or remembered and fresh).
+        image: HxWx3 uint8 picture; seen: HxW bool, True where the pixel is background now.
+        ``box`` (x0, y0, x1, y1) and ``size`` (w, h): image and seen are only that part
+        of a picture of that size (the part a zoomed-in view shows; the rest of the
+        memory is kept as it was). Returns (background uint8: the image with remembered
+        pixels pasted where the person is, known bool: seen now or remembered and fresh),
+        both the shape of ``image``.
         """
-        self._fit(seen.shape)
+        if box is None:
+            self._fit(seen.shape)
+            plate, last_seen = self.plate, self.last_seen
+        else:
+            self._fit((size[1], size[0]))
+            x0, y0, x1, y1 = box
+            plate, last_seen = self.plate[y0:y1, x0:x1], self.last_seen[y0:y1, x0:x1]
         trusted = seen
         if self._guard is not None:
             trusted = cv2.erode(seen.view(np.uint8), self._guard).view(bool)
-        first = trusted & np.isneginf(self.last_seen)
-        if first.any():
-            np.copyto(self.plate, image, where=first[..., None])
-        cv2.accumulateWeighted(image, self.plate, self.cfg.rate, mask=trusted.view(np.uint8))
-        self.last_seen[trusted] = now
-        fresh = (now - self.last_seen) <= self.cfg.max_age_s
+        if self._unseen:
+            first = trusted & (last_seen == -np.inf)
+            if first.any():
+                np.copyto(plate, image, where=first[..., None])
+        cv2.accumulateWeighted(image, plate, self.cfg.rate, mask=trusted.view(np.uint8))
+        last_seen[trusted] = now
+        if self._unseen:
+            self._unseen = bool((self.last_seen == -np.inf).any())
+        fresh = (now - last_seen) <= self.cfg.max_age_s
         restore = fresh & ~seen
         background = image.copy()
-        if restore.any():
-            # cv2.copyTo with a mask is ~20x faster than np.copyto(where=...) here.
-            cv2.copyTo(cv2.convertScaleAbs(self.plate), restore.view(np.uint8), background)
+        x, y, w, h = cv2.boundingRect(restore.view(np.uint8))
+        if w and h:
+            # Only around the person: converting the whole float plate would cost more
+            # than the rest of the update. cv2.copyTo with a mask is ~20x faster than
+            # np.copyto(where=...) here.
+            around = (slice(y, y + h), slice(x, x + w))
+            cv2.copyTo(cv2.convertScaleAbs(plate[around]), restore[around].view(np.uint8), background[around])
         return background, seen | fresh
 
     def reset(self) -> None:

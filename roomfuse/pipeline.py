@@ -1,4 +1,4 @@
-"""One frame's journey: segment -> layout -> grow -> composite, with per-stage timings.
+"""One frame's journey: segment -> frame -> layout -> grow -> composite, with per-stage timings.
 
 Synchronous on purpose: the server runs ``Pipeline.process`` in an executor thread, the
 renderer and the benchmark call it in a loop. The only parallelism inside is segmenting
@@ -18,13 +18,14 @@ import numpy as np
 from .composite import Compositor, fade_people
 from .config import PipelineConfig
 from .frames import Canvas, Frame
+from .framing import Framer
 from .growth import make_grower
 from .layout import Placer
 from .segment import make_segmenter
 
 log = logging.getLogger(__name__)
 
-STAGES = ("decode", "segment", "layout", "grow", "composite")
+STAGES = ("decode", "segment", "frame", "layout", "grow", "composite")
 COVERED_ALPHA = 0.98  # a person this opaque shows at most 2 % of the fill behind them
 
 
@@ -49,18 +50,25 @@ class Result:
     canvas: Canvas  # what the grower was given
     grown: np.ndarray  # the background with every gap filled
     ms: dict[str, float] = field(default_factory=dict)  # stage -> milliseconds
+    views: list | None = None  # each feed's framing.View (None: framing off)
 
 
 class Pipeline:
-    """Feeds in, one-room composite out. Keeps per-feed state (matte smoothing,
-    background memory) keyed by feed, and the grower's state across frames."""
+    """Feeds in, one-room composite out. Keeps per-feed state (matte smoothing, framing,
+    seat, background memory, colour gains) keyed by feed, and the grower's state across
+    frames."""
 
     def __init__(self, config: PipelineConfig = PipelineConfig(), segmenter: str = "mediapipe",
                  canvas_size: tuple[int, int] | None = None, grower=None):
         self.config = config
         self.segmenter_kind = segmenter
         self.segmenters: dict[Hashable, object] = {}
-        self.placer = Placer(config.layout, config.memory, canvas_size=canvas_size)
+        # Faces are found by mediapipe where people are segmented by it; a colour-keyed
+        # synthetic participant has no face, only a matte with a head.
+        self.framer = Framer(config.framing, fps=config.fps,
+                             finder="mediapipe" if segmenter == "mediapipe" else "matte",
+                             ) if config.framing.enabled else None
+        self.placer = Placer(config.layout, config.memory, canvas_size=canvas_size, framing=config.framing)
         self.grower = grower if grower is not None else make_grower(
             config.grow.grower, device=config.grow.device, threads=config.grow.threads)
         self.compositor = Compositor(config.composite)
@@ -87,8 +95,10 @@ class Pipeline:
                 cutouts = list(self._pool.map(lambda sf: sf[0](sf[1]), zip(segs, frames)))
             else:
                 cutouts = [s(f) for s, f in zip(segs, frames)]
+        with timer.stage("frame"):
+            views = self.framer(cutouts, keys) if self.framer is not None else None
         with timer.stage("layout"):
-            canvas = self.placer(cutouts, keys)
+            canvas = self.placer(cutouts, keys, views)
             if opacity is not None:
                 canvas = fade_people(canvas, opacity)
         if canvas.size != self._canvas_size:
@@ -101,11 +111,13 @@ class Pipeline:
             grown = self.grower.fill(canvas.background, canvas.known, covered)
         with timer.stage("composite"):
             image = self.compositor(canvas, grown)
-        return Result(image=image, canvas=canvas, grown=grown, ms=dict(timer.ms))
+        return Result(image=image, canvas=canvas, grown=grown, ms=dict(timer.ms), views=views)
 
     def reset(self) -> None:
         for seg in self.segmenters.values():
             seg.reset()
+        if self.framer is not None:
+            self.framer.reset()
         self.placer.reset()
         self.grower.reset()
         self.compositor.reset()
@@ -114,6 +126,8 @@ class Pipeline:
         for seg in self.segmenters.values():
             seg.close()
         self.segmenters.clear()
+        if self.framer is not None:
+            self.framer.close()
         self._pool.shutdown(wait=False)
 
     def __enter__(self):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .argtypes import non_negative_int, positive_float, positive_int
 from .capture import SourceError, open_source
-from .config import GrowConfig, LayoutConfig, PipelineConfig, SegmentConfig
+from .config import FramingConfig, GrowConfig, LayoutConfig, PipelineConfig, SegmentConfig
 from .growth import DEFAULT_GROWER, GROWERS
 from .layout import MAX_FEEDS
 from .pipeline import Pipeline, StageTimer
@@ -33,6 +33,10 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=non_negative_int, default=LayoutConfig.margin,
                    help="pixels around the feeds")
     p.add_argument("--layout", choices=("row", "grid"), default=LayoutConfig.mode)
+    p.add_argument("--framing", choices=("on", "off"), default="on" if FramingConfig.enabled else "off",
+                   help="on: every face the same size, eyes on one line; off: each whole picture at one height")
+    p.add_argument("--order", choices=("auto", "given"), default=LayoutConfig.order,
+                   help="auto: seat feeds so neighbouring rooms are most alike; given: in the order named")
     p.add_argument("--grower", choices=sorted(GROWERS), default=DEFAULT_GROWER,
                    help="what fills the gaps and hidden background")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
@@ -51,7 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     return PipelineConfig(
         segment=SegmentConfig(model=args.segment_model),
-        layout=LayoutConfig(height=args.height, gap=args.gap, margin=args.margin, mode=args.layout),
+        framing=FramingConfig(enabled=args.framing == "on"),
+        layout=LayoutConfig(height=args.height, gap=args.gap, margin=args.margin, mode=args.layout,
+                            order=args.order),
         grow=GrowConfig(grower=args.grower, device=args.device),
         fps=args.fps,
     )

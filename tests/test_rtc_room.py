@@ -56,7 +56,8 @@ async def people(http, base) -> dict[str, dict]:
 
 def test_join_and_leave_relayout_on_a_fixed_canvas():
     async def main():
-        async with serving(segmenter="key") as srv, aiohttp.ClientSession() as http:
+        # Whole pictures in join order, so each tile can be compared with its room.
+        async with serving(segmenter="key", framing=False, order="given") as srv, aiohttp.ClientSession() as http:
             a, b = synthetic(1, "a"), synthetic(2, "b")
             try:
                 await a.join(http, srv.base, ROOM)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..config import GrowConfig, LayoutConfig, PipelineConfig
+from ..config import FramingConfig, GrowConfig, LayoutConfig, PipelineConfig
 from ..frames import Frame, Rect
 from ..growth import DEFAULT_GROWER
 from ..pipeline import Pipeline, StageTimer
@@ -42,6 +42,8 @@ class RoomSettings:
     # 1280x720.
     canvas: tuple[int, int] = (1280, 360)
     layout: str = "auto"  # "auto" (row or grid, whichever draws feeds larger), "row", "grid"
+    framing: bool = FramingConfig.enabled  # every face the same size, eyes on one line
+    order: str = LayoutConfig.order  # "auto": seat alike rooms side by side; "given": in order of joining
     gap: int = LayoutConfig.gap
     grower: str = DEFAULT_GROWER
     device: str = "auto"
@@ -63,7 +65,9 @@ class RoomSettings:
     batch_wait_ms: float = 4.0
 
     def pipeline_config(self) -> PipelineConfig:
-        return PipelineConfig(layout=LayoutConfig(height=self.canvas[1], gap=self.gap, mode=self.layout),
+        return PipelineConfig(layout=LayoutConfig(height=self.canvas[1], gap=self.gap, mode=self.layout,
+                                                  order=self.order),
+                              framing=FramingConfig(enabled=self.framing),
                               grow=GrowConfig(grower=self.grower, device=self.device), fps=self.fps)
 
 

@@ -50,6 +50,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layout", choices=("auto", "row", "grid"), default=d.layout,
                    help="auto: row or grid, whichever draws people larger on the canvas")
     p.add_argument("--gap", type=non_negative_int, default=d.gap, help="pixels between feeds, filled by the grower")
+    p.add_argument("--framing", choices=("on", "off"), default="on" if d.framing else "off",
+                   help="on: every face the same size, eyes on one line; off: each whole picture at one height")
+    p.add_argument("--order", choices=("auto", "given"), default=d.order,
+                   help="auto: seat participants so neighbouring rooms are most alike; given: in order of joining")
     p.add_argument("--grower", choices=sorted(GROWERS), default=DEFAULT_GROWER,
                    help="what fills the gaps and hidden background")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the grower runs")
@@ -67,6 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def settings_from_args(args: argparse.Namespace, ice_servers: tuple[IceServer, ...] = ()) -> RoomSettings:
     return replace(RoomSettings(), fps=args.fps, canvas=args.canvas, layout=args.layout, gap=args.gap,
+                   framing=args.framing == "on", order=args.order,
                    grower=args.grower, device=args.device, segmenter=args.segmenter,
                    max_participants=args.max_participants, stall_s=args.stall_timeout,
                    ice_servers=ice_servers, batch_rooms=args.batch_rooms)
@@ -87,6 +92,10 @@ def preflight(settings: RoomSettings) -> None:
     try:
         make_grower(settings.grower, device=settings.device).reset()
         make_segmenter(settings.segmenter).close()
+        if settings.framing and settings.segmenter == "mediapipe":
+            from ..framing import FaceFinder
+
+            FaceFinder().close()
         plan_layout([(640, 360)] * settings.max_participants, settings.pipeline_config().layout,
                     settings.canvas)
     except RoomfuseError:
