@@ -31,11 +31,29 @@ def _nca(device: str = "auto", threads: int | None = None, **kw) -> Grower:
     return NCAGrower(device=device, **kw)
 
 
-def _joined(device: str = "auto", threads: int | None = None, **kw) -> Grower:
-    """The still-image fill: the growth model's structure, then the rooms' texture."""
-    from .joiner import Joiner
+def _rule(device: str = "auto", threads: int | None = None, **kw) -> Grower:
+    """The growth rule with its network at zero: exactly the rule's own fill (the row
+    blend at 1/4, carried from frame to frame), what the learned network is measured
+    against."""
+    from .model import GrowthNet, NCAConfig
+    from .rule import RuleConfig
 
-    return Joiner(_nca(device=device, threads=threads, **kw))
+    return _nca(device=device, threads=threads, net=GrowthNet(NCAConfig()), rule=RuleConfig(), **kw)
+
+
+def _joined(structure: Callable[..., Grower], name: str) -> Callable[..., Grower]:
+    """A still-image fill: ``structure`` (a grower) first, then the rooms' texture."""
+    def make(device: str = "auto", threads: int | None = None, **kw) -> Grower:
+        from .joiner import Joiner
+
+        return Joiner(structure(device=device, threads=threads, **kw), name=name)
+    return make
+
+
+def _peer(name: str, **kw) -> Grower:
+    from . import peers
+
+    return getattr(peers, name)(**kw)
 
 
 def _classical(cls, **fixed) -> Callable[..., Grower]:
@@ -52,7 +70,14 @@ GROWERS: dict[str, Callable[..., Grower]] = {
     "ns-full": _classical(TeleaGrower, scale=1, method="ns"),
     "blend": _classical(BlendGrower, scale=1),
     "nca": _nca,
-    "nca-tex": _joined,
+    "rule": _rule,
+    # Still fills (about a second a picture on a CPU): structure, then texture. What
+    # the room fill builds the joined background with (roomfill.py).
+    "rule-tex": _joined(_rule, "rule-tex"),
+    "nca-tex": _joined(_nca, "nca-tex"),
+    # Peers for eval (seconds per picture): PatchMatch needs pypatchmatch (roomfuse[test]).
+    "patchmatch": lambda device="auto", threads=None, **kw: _peer("PatchMatchGrower", **kw),
+    "fsr": lambda device="auto", threads=None, **kw: _peer("FSRGrower", **kw),
 }
 
 DEFAULT_GROWER = "nca"

@@ -52,15 +52,16 @@ class Joiner(Grower):
     """``structure`` (a grower, used on a fresh state each call) then texture."""
 
     def __init__(self, structure: Grower, texture: TextureConfig = TextureConfig(),
-                 name: str = "nca-tex"):
+                 name: str = "rule-tex"):
         self.structure = structure
         self.texture = texture
         self.name = name
 
     def fill(self, image: np.ndarray, known: np.ndarray, covered: np.ndarray | None = None,
-             rooms: np.ndarray | None = None) -> np.ndarray:
+             rooms: np.ndarray | None = None, targets: np.ndarray | None = None) -> np.ndarray:
         """``rooms`` (optional int HxW): which room (camera) each known pixel shows;
-        without it, the connected parts of the known area."""
+        without it, the connected parts of the known area. ``targets`` (optional bool):
+        the unknown pixels that will be seen; the others get the structure only."""
         check_inputs(image, known)
         if known.all() or not known.any():
             return self.structure.fill(image, known)
@@ -69,5 +70,5 @@ class Joiner(Grower):
         self.structure.reset()
         if rooms is None:
             rooms = known_rooms(known)
-        textured = synthesize(image, known, smooth, rooms=rooms, cfg=self.texture)
+        textured = synthesize(image, known, smooth, rooms=rooms, targets=targets, cfg=self.texture)
         return paste_unknown(image, known, textured)

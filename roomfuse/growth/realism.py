@@ -98,7 +98,8 @@ class PatchSWD:
 
     ``add(truth, {name: fill}, hole)`` samples the same patch centres in the truth and
     in every fill (so the sets differ only by what was filled) plus an independent set
-    of truth centres, which gives the floor: truth against itself.
+    of truth centres, which gives the floor: truth against itself. With ``reference``
+    the truth's patches come from there instead (a join of two rooms has no truth).
     """
 
     seed: int = 0
@@ -110,16 +111,22 @@ class PatchSWD:
     def __post_init__(self):
         self.rng = np.random.default_rng(self.seed)
 
-    def add(self, truth: np.ndarray, fills: dict[str, np.ndarray], hole: np.ndarray) -> None:
+    def add(self, truth: np.ndarray, fills: dict[str, np.ndarray], hole: np.ndarray,
+            reference: np.ndarray | None = None) -> None:
+        """Patches of every fill inside ``hole``, against patches of ``truth`` at the same
+        places; or, when there is no truth there (two different rooms joined), against
+        patches of ``truth`` inside ``reference`` (the real rooms next to the hole)."""
         holes = hole_pyramid(hole)
+        refs = holes if reference is None else hole_pyramid(reference)
         truth_pyr = laplacian_pyramid(truth)
         fill_pyrs = {name: laplacian_pyramid(f) for name, f in fills.items()}
         for lvl in range(LEVELS):
             centres = _centres(holes[lvl], self.per_image, self.rng)
-            if centres is None:
+            ref_centres = centres if reference is None else _centres(refs[lvl], self.per_image, self.rng)
+            if centres is None or ref_centres is None:
                 continue
-            other = _centres(holes[lvl], self.per_image, self.rng)
-            self._truth[lvl].append(_patches(truth_pyr[lvl], centres))
+            other = _centres(refs[lvl], self.per_image, self.rng)
+            self._truth[lvl].append(_patches(truth_pyr[lvl], ref_centres))
             self._floor[lvl].append(_patches(truth_pyr[lvl], other))
             for name, pyr in fill_pyrs.items():
                 self._fills.setdefault(name, [[] for _ in range(LEVELS)])[lvl].append(

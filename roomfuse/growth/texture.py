@@ -42,16 +42,24 @@ PROPAGATION = (4, 2, 1)   # jump-flood distances for taking a neighbour's match
 
 @dataclass(frozen=True)
 class TextureConfig:
+    """Defaults chosen on the held-out gap cases (models/README.md lists the variants)."""
+
     levels: int = 4            # pyramid levels, each half the size of the one above
+    dims: int = DIMS           # PCA components per patch descriptor
     em_iters: int = 2          # search-and-vote rounds per level
     coarse_iters: int = 4      # rounds on the coarsest level, where the layout is decided
     pm_iters: int = 2          # PatchMatch passes per search
-    guide_weight: float = 1.0  # weight of the structure guide against the colours
+    guide_weight: float = 2.0  # weight of the structure guide against the colours
     guide_sigma: float = 2.0   # blur of the guide, in pixels of each level
-    coherence: float = 0.5     # distance factor of a neighbour's shifted match
+    coherence: float = 0.4     # cost factor of a neighbour's shifted match
+    row_prior: float = 2.0     # cost factor per tenth of the height between source and target rows
     sharpness: float = 8.0     # vote weight exp(-sharpness * distance / median distance)
     search_radius: int = 16    # random search reach below the coarsest level, in pixels
-    full_res_search: bool = False  # also search at full resolution (slower, no better)
+    # Border matching, coarse then fine: the reach of each pass in pixels (() = off).
+    border_sigmas: tuple[float, ...] = (8.0, 2.0, 0.7)
+    # The result's shading moves this far toward the structure's, below this blur (px).
+    structure_weight: float = 0.5
+    structure_sigma: float = 5.0
     seed: int = 0
 
 
@@ -81,7 +89,7 @@ class _Level:
     """One pyramid level, in coordinates padded by the patch radius: the masks, the
     allowed sources of every target, and (when it searches) the patch descriptors."""
 
-    def __init__(self, image, known, fill, sources, rooms, rng, describe=None):
+    def __init__(self, image, known, fill, sources, rooms, rng, describe=None, dims=DIMS):
         self.h, self.w = known.shape
         self.ph, self.pw = self.h + 2 * R, self.w + 2 * R
         self.rng = rng
@@ -102,7 +110,7 @@ class _Level:
         self._rooms(rooms)
         self.src_desc = None
         if describe is not None and len(self.valid_idx):
-            self._basis(*describe)
+            self._basis(*describe, dims)
 
     def _rooms(self, rooms: np.ndarray | None) -> None:
         """Each target may copy from the room of its nearest known pixel only."""
@@ -120,7 +128,7 @@ class _Level:
 
     # ---- descriptors ---------------------------------------------------------------------
 
-    def _basis(self, guide: np.ndarray, weight: float) -> None:
+    def _basis(self, guide: np.ndarray, weight: float, dims: int) -> None:
         """PCA of the source patches (colour and guide) as convolution filters, and the
         descriptor of every source."""
         self.guide = _pad(guide.astype(np.float32)) * weight
@@ -133,7 +141,7 @@ class _Level:
         patches = patches.reshape(len(pick), -1)
         mean = patches.mean(axis=0)
         _, vecs = np.linalg.eigh(np.cov((patches - mean).T))
-        k = min(DIMS, vecs.shape[1])
+        k = min(dims, vecs.shape[1])
         basis = vecs[:, ::-1][:, :k].astype(np.float32)
         self.filters = basis.T.reshape(k, PATCH, PATCH, feats.shape[2])
         self.offset = (mean @ basis).astype(np.float32)
@@ -215,15 +223,30 @@ class _Level:
 
     def search(self, nnf: np.ndarray, tdesc: np.ndarray, radius: int, cfg: TextureConfig
                ) -> tuple[np.ndarray, np.ndarray]:
-        """PatchMatch over the targets; returns (field, squared descriptor distances)."""
+        """PatchMatch over the targets; returns (field, squared descriptor distances).
+
+        The cost of a match is its descriptor distance times a prior that prefers
+        sources at the target's own height (``row_prior`` per tenth of the level's
+        height): across a gap between two feeds, what continues a row of one feed is
+        most likely on that row of the room."""
         src = self.src_desc
-        score = ((tdesc - src[nnf]) ** 2).sum(1)
+        ty = self.targets // self.pw
+        unit = max(1.0, 0.1 * self.ph)
+
+        def cost(rows, cand):
+            d = ((tdesc[rows] - src[cand]) ** 2).sum(1)
+            if cfg.row_prior > 0:
+                d *= 1.0 + cfg.row_prior * np.abs(cand // self.pw - ty[rows]) / unit
+            return d
+
+        rows_all = np.arange(len(nnf))
+        score = cost(rows_all, nnf)
 
         def consider(cand, factor=1.0):
             sel = np.flatnonzero(self.allowed(cand))
             if len(sel) == 0:
                 return
-            d = ((tdesc[sel] - src[cand[sel]]) ** 2).sum(1)
+            d = cost(sel, cand[sel])
             if factor != 1.0:
                 d *= factor
             better = d < score[sel]
@@ -250,6 +273,43 @@ class _Level:
              best: bool = False) -> np.ndarray:
         """Each hole pixel: the weighted mean of what the patches covering it propose, or
         (``best``) what the most similar of them proposes: no averaging, so no blur."""
+        acc, wsum = self._proposals(nnf, weight, best)
+        out = estimate.reshape(-1, 3).copy()
+        h = self.hole_idx
+        out[h] = acc[h] if best else acc[h] / np.maximum(wsum[h], 1e-9)[:, None]
+        return out.reshape(self.ph, self.pw, 3)
+
+    def match_border(self, nnf: np.ndarray, weight: np.ndarray, estimate: np.ndarray,
+                     sigmas: tuple[float, ...]) -> np.ndarray:
+        """Remove the step at the hole's border: the patches also propose colours for the
+        known pixels around the hole; where those differ from the real ones, the
+        difference is spread smoothly into the hole (a cheap stand-in for Poisson
+        blending), coarse to fine: each pass spreads what the previous ones left, so the
+        fill meets each feed at its brightness and colour, then pixel by pixel."""
+        acc, wsum = self._proposals(nnf, weight, best=False)
+        ring = (wsum > 0) & self.known.reshape(-1)
+        if not ring.any() or not sigmas:
+            return estimate
+        left = np.zeros((self.ph * self.pw, 3), np.float32)
+        left[ring] = self.image.reshape(-1, 3)[ring] - acc[ring] / wsum[ring, None]
+        m = ring.astype(np.float32).reshape(self.ph, self.pw)
+        total = np.zeros((self.ph, self.pw, 3), np.float32)
+        for sigma in sigmas:
+            num = cv2.GaussianBlur(left.reshape(self.ph, self.pw, 3), (0, 0), sigma)
+            den = cv2.GaussianBlur(m, (0, 0), sigma)
+            # Full strength next to the ring, fading where it is far away.
+            corr = num / np.maximum(den, 1e-3)[..., None] * np.minimum(1.0, den / 0.05)[..., None]
+            total += corr
+            left[ring] -= corr.reshape(-1, 3)[ring]
+        out = estimate.reshape(-1, 3).copy()
+        h = self.hole_idx
+        out[h] += total.reshape(-1, 3)[h]
+        return np.clip(out, 0, 255).reshape(self.ph, self.pw, 3)
+
+    def _proposals(self, nnf: np.ndarray, weight: np.ndarray, best: bool
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Per pixel of the level: the summed (or best) proposal and the weight sum (or
+        best weight), -1/0 where no patch covers it."""
         flat_src = self.image.reshape(-1, 3)
         n = self.ph * self.pw
         acc = np.zeros((n, 3), np.float32)
@@ -266,10 +326,7 @@ class _Level:
                 else:
                     acc[dest] += prop * weight[:, None]
                     wsum[dest] += weight
-        out = estimate.reshape(-1, 3).copy()
-        h = self.hole_idx
-        out[h] = acc[h] if best else acc[h] / np.maximum(wsum[h], 1e-9)[:, None]
-        return out.reshape(self.ph, self.pw, 3)
+        return acc, wsum
 
     def unpad(self, a: np.ndarray) -> np.ndarray:
         return a[R:R + self.h, R:R + self.w]
@@ -344,9 +401,9 @@ def synthesize(image: np.ndarray, known: np.ndarray, structure: np.ndarray,
     for depth in range(len(pyr) - 1, -1, -1):
         i, k, s, so, ro, fi = pyr[depth]
         start = np.where(k[..., None], i, s)
-        searches = depth > 0 or cfg.full_res_search or len(pyr) == 1
+        searches = depth > 0 or len(pyr) == 1
         describe = (cv2.GaussianBlur(start, (0, 0), cfg.guide_sigma), cfg.guide_weight) if searches else None
-        lvl = _Level(i, k, fi, so, ro, rng, describe)
+        lvl = _Level(i, k, fi, so, ro, rng, describe, cfg.dims)
         if len(lvl.valid_idx) == 0 or len(lvl.hole_idx) == 0:
             return np.where(known[..., None], img, smooth)
         if prev is None:
@@ -357,7 +414,7 @@ def synthesize(image: np.ndarray, known: np.ndarray, structure: np.ndarray,
             # Start from the coarser level's matches, voted with this level's own
             # pixels: an upsampled estimate would be blurred and attract blurred matches.
             up = cv2.resize(estimate, (lvl.w, lvl.h), interpolation=cv2.INTER_LINEAR)
-            est = _pad(np.where(k[..., None], i, up))
+            est = _pad(np.where(k[..., None], i, np.where(fi[..., None], up, s)))
             nnf, weight = _upsample_field(prev[0], prev[1], prev[2], lvl)
             est = lvl.vote(nnf, weight, est, best=not searches)
         if searches:
@@ -368,6 +425,15 @@ def synthesize(image: np.ndarray, known: np.ndarray, structure: np.ndarray,
                 nnf, dist = lvl.search(nnf, lvl.target_desc(est), radius, cfg)
                 weight = _weights(dist, cfg.sharpness)
                 est = lvl.vote(nnf, weight, est, best=depth == 0 and it == rounds - 1)
+        if depth == 0:
+            est = lvl.match_border(nnf, weight, est, cfg.border_sigmas)
         estimate = lvl.unpad(est)
         prev = (lvl, nnf, weight)
+    if cfg.structure_weight > 0:
+        # Part of the way toward the structure's shading: where the patches put a
+        # brighter or darker piece of the room than the structure predicts, the error
+        # is halved, while every detail finer than structure_sigma stays the room's own.
+        shift = cv2.GaussianBlur(smooth, (0, 0), cfg.structure_sigma) - \
+            cv2.GaussianBlur(np.where(known[..., None], img, estimate), (0, 0), cfg.structure_sigma)
+        estimate = np.clip(estimate + cfg.structure_weight * shift, 0, 255)
     return np.where(known[..., None], img, estimate)
