@@ -106,6 +106,30 @@ class GrowConfig:
 
 
 @dataclass(frozen=True)
+class RoomFillConfig:
+    """The joined background of gaps and margins, built off the frame path (roomfill.py)."""
+
+    enabled: bool = True
+    # The still fill that builds it (growth/joiner.py): the growth rule's structure, then
+    # the rooms' texture. "nca-tex" takes the structure from the trained network
+    # instead (less real on held-out gaps: models/README.md).
+    grower: str = "rule-tex"
+    # Build in the calling thread (render: deterministic output) instead of a worker.
+    inline: bool = False
+    # Every check_frames frames, compare the plates near the holes with those the fill
+    # was built from; rebuild when they differ locally by more than change_level (0..255,
+    # after removing a uniform change of light, which the live correction follows) or
+    # when more than `uncovered` of the canvas became known (a person moved away).
+    check_frames: int = 15
+    change_level: float = 6.0
+    uncovered: float = 0.02
+    min_interval_s: float = 2.0
+    fade_s: float = 0.5           # a new fill cross-fades in over this long
+    correct_frames: int = 5       # frames between updates of the live colour correction
+    nice: int = 10                # the worker's OS priority offset (Linux)
+
+
+@dataclass(frozen=True)
 class CompositeConfig:
     # How far each feed's colour moves toward its neighbours' (0 = off, 1 = all the way).
     harmonize: float = 0.5
@@ -127,5 +151,6 @@ class PipelineConfig:
     layout: LayoutConfig = field(default_factory=LayoutConfig)
     memory: MemoryConfig = field(default_factory=MemoryConfig)
     grow: GrowConfig = field(default_factory=GrowConfig)
+    fill: RoomFillConfig = field(default_factory=RoomFillConfig)
     composite: CompositeConfig = field(default_factory=CompositeConfig)
     fps: float = 30.0  # output frame rate; sources are sampled at their own timestamps

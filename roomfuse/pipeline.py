@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Hashable, Sequence
 
+import cv2
 import numpy as np
 
 from .composite import Compositor, fade_people
@@ -20,7 +21,9 @@ from .config import PipelineConfig
 from .frames import Canvas, Frame
 from .framing import Framer
 from .growth import make_grower
+from .growth.joiner import Joiner
 from .layout import Placer
+from .roomfill import RoomFill
 from .segment import make_segmenter
 
 log = logging.getLogger(__name__)
@@ -72,9 +75,25 @@ class Pipeline:
         self.grower = grower if grower is not None else make_grower(
             config.grow.grower, device=config.grow.device, threads=config.grow.threads)
         self.compositor = Compositor(config.composite)
+        self.room_fill = self._room_fill(config) if config.fill.enabled else None
         self._pool = ThreadPoolExecutor(max_workers=max(1, config.segment.threads),
                                         thread_name_prefix="segment")
         self._canvas_size = None
+        self._tiles: tuple = ()
+        self._moving = False
+        self._outside: tuple[tuple, np.ndarray] | None = None  # (tiles, mask outside them)
+
+    @staticmethod
+    def _room_fill(config: PipelineConfig) -> RoomFill:
+        builder = make_grower(config.fill.grower, device=config.grow.device)
+
+        def build(image, known, rooms, targets):
+            # The still fill sees which camera each pixel shows, and what will be seen,
+            # when it can use them.
+            if isinstance(builder, Joiner):
+                return builder.fill(image, known, rooms=rooms, targets=targets)
+            return builder.fill(image, known)
+        return RoomFill(config.fill, build, fps=config.fps)
 
     def _segmenter(self, key: Hashable):
         seg = self.segmenters.get(key)
@@ -101,19 +120,56 @@ class Pipeline:
             canvas = self.placer(cutouts, keys, views)
             if opacity is not None:
                 canvas = fade_people(canvas, opacity)
-        if canvas.size != self._canvas_size:
-            # A new canvas geometry: the grower's carried state no longer lines up.
-            self.grower.reset()
-            self._canvas_size = canvas.size
+        self._follow_layout(canvas)
         with timer.stage("grow"):
-            # Where a person is opaque the fill never shows: growers may skip it.
-            covered = canvas.alpha >= COVERED_ALPHA
-            grown = self.grower.fill(canvas.background, canvas.known, covered)
+            grown = self._grow(canvas)
         with timer.stage("composite"):
             image = self.compositor(canvas, grown)
         return Result(image=image, canvas=canvas, grown=grown, ms=dict(timer.ms), views=views)
 
+    def _follow_layout(self, canvas: Canvas) -> None:
+        """Drop the live grower's carried state when the canvas or the tiles change: when
+        feeds start to slide and again when they settle. Cells that were a feed a moment
+        ago would otherwise keep its colours (the outline of someone who left)."""
+        tiles = tuple(canvas.tiles)
+        moving = tiles != self._tiles
+        if canvas.size != self._canvas_size or moving != self._moving:
+            self.grower.reset()
+        self._canvas_size, self._tiles, self._moving = canvas.size, tiles, moving
+
+    def _outside_tiles(self, canvas: Canvas) -> np.ndarray:
+        if self._outside is None or self._outside[0] != (canvas.size, canvas.tiles):
+            w, h = canvas.size
+            mask = np.ones((h, w), bool)
+            for r in canvas.tiles:
+                mask[max(r.y, 0):max(r.y + r.h, 0), max(r.x, 0):max(r.x + r.w, 0)] = False
+            self._outside = ((canvas.size, canvas.tiles), mask)
+        return self._outside[1]
+
+    def _grow(self, canvas: Canvas) -> np.ndarray:
+        """The background with every unknown pixel filled. Outside the tiles (gaps and
+        margins) the room's cached joined background, when there is one for these tiles;
+        inside them, and everywhere while there is none, the live grower."""
+        # Where a person is opaque the fill never shows: growers may skip it.
+        covered = canvas.alpha >= COVERED_ALPHA
+        fill = self.room_fill.frame(canvas) if self.room_fill is not None else None
+        if fill is None:
+            return self.grower.fill(canvas.background, canvas.known, covered)
+        image, opacity = fill
+        outside = self._outside_tiles(canvas)
+        if opacity < 1.0:
+            # Fading in over the live fill.
+            grown = self.grower.fill(canvas.background, canvas.known, covered)
+            mixed = cv2.addWeighted(grown, 1.0 - opacity, image, opacity, 0.0)
+            cv2.copyTo(mixed, outside.view(np.uint8), grown)
+            return grown
+        context = canvas.background.copy()
+        cv2.copyTo(image, outside.view(np.uint8), context)
+        return self.grower.fill(context, canvas.known | outside, covered)
+
     def reset(self) -> None:
+        if self.room_fill is not None:
+            self.room_fill.reset()
         for seg in self.segmenters.values():
             seg.reset()
         if self.framer is not None:
@@ -123,6 +179,8 @@ class Pipeline:
         self.compositor.reset()
 
     def close(self) -> None:
+        if self.room_fill is not None:
+            self.room_fill.close()
         for seg in self.segmenters.values():
             seg.close()
         self.segmenters.clear()

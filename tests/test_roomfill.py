@@ -1,0 +1,178 @@
+"""The cached room fill: built off the frame path, applied per frame, dropped with its layout."""
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from roomfuse.config import LayoutConfig, PipelineConfig, RoomFillConfig
+from roomfuse.frames import Canvas, Rect
+from roomfuse.pipeline import Pipeline
+from roomfuse.roomfill import RoomFill, tile_rooms
+from roomfuse.synthetic import SyntheticSource
+
+W, H = 200, 80
+TILES = (Rect(0, 0, 80, 80), Rect(120, 0, 80, 80))
+
+
+def make_canvas(tiles=TILES, shade=0.0, patch=None) -> Canvas:
+    rng = np.random.default_rng(0)
+    bg = np.zeros((H, W, 3), np.float32)
+    known = np.zeros((H, W), bool)
+    for r, colour in zip(tiles, ((200, 80, 60), (60, 90, 190))):
+        ys, xs = r.slices
+        bg[ys, xs] = np.array(colour, np.float32) + rng.normal(0, 4, (r.h, r.w, 3))
+        known[ys, xs] = True
+    bg = np.clip(bg + shade, 0, 255)
+    if patch is not None:
+        bg[patch] = 255
+    bg = bg.astype(np.uint8)
+    return Canvas(image=bg, background=bg, known=known, alpha=np.zeros((H, W), np.float32), tiles=tuple(tiles))
+
+
+class Builder:
+    """A stand-in still fill: each unknown pixel takes the mean colour of its nearest
+    tile's room, so what the cache does with it is easy to check."""
+
+    def __init__(self, fail=False, gate: threading.Event | None = None):
+        self.calls = []
+        self.fail = fail
+        self.gate = gate
+
+    def __call__(self, image, known, rooms, targets):
+        self.calls.append(rooms.max() + 1)
+        if self.gate is not None:
+            assert self.gate.wait(10)
+        if self.fail:
+            raise RuntimeError("no fill today")
+        out = image.copy()
+        left = image[:, :W // 2][known[:, :W // 2]].mean(axis=0)
+        right = image[:, W // 2:][known[:, W // 2:]].mean(axis=0)
+        out[:, :W // 2][~known[:, :W // 2]] = left
+        out[:, W // 2:][~known[:, W // 2:]] = right
+        return out
+
+
+def cfg(**kw) -> RoomFillConfig:
+    base = dict(inline=True, fade_s=0.5, check_frames=2, min_interval_s=0.0, correct_frames=1)
+    base.update(kw)
+    return RoomFillConfig(**base)
+
+
+def test_nothing_until_the_tiles_settle_then_the_fill_fades_in():
+    build = Builder()
+    fill = RoomFill(cfg(), build, fps=10)
+    assert fill.frame(make_canvas()) is None          # first sight of these tiles
+    image, opacity = fill.frame(make_canvas())        # settled: built inline
+    assert len(build.calls) == 1 and 0 < opacity < 1
+    seen = [opacity]
+    for _ in range(6):
+        seen.append(fill.frame(make_canvas())[1])
+    assert seen == sorted(seen) and seen[-1] == 1.0
+    gap = image[:, 80:120]
+    assert np.abs(gap[:, :20].astype(int) - (200, 80, 60)).max() < 10   # the left room's colour
+
+
+def test_a_layout_change_drops_the_fill_at_once_and_builds_anew():
+    build = Builder()
+    fill = RoomFill(cfg(), build, fps=10)
+    for _ in range(8):
+        fill.frame(make_canvas())
+    moved = (Rect(0, 0, 80, 80), Rect(100, 0, 80, 80))
+    assert fill.frame(make_canvas(moved)) is None     # nothing of the old layout remains
+    assert fill.frame(make_canvas(moved)) is not None  # settled: a fill for the new tiles
+    assert len(build.calls) == 2
+
+
+def test_the_fill_follows_a_change_of_light_without_a_rebuild():
+    build = Builder()
+    fill = RoomFill(cfg(), build, fps=10)
+    fill.frame(make_canvas())
+    for _ in range(8):
+        before, _ = fill.frame(make_canvas())
+    for _ in range(6):
+        after, _ = fill.frame(make_canvas(shade=30.0))
+    gap = (slice(None), slice(85, 115))
+    shift = after[gap].astype(float).mean() - before[gap].astype(float).mean()
+    assert 24 < shift < 36
+    assert len(build.calls) == 1
+
+
+def test_a_local_change_of_the_room_is_rebuilt():
+    build = Builder()
+    fill = RoomFill(cfg(), build, fps=10)
+    for _ in range(8):
+        fill.frame(make_canvas())
+    for _ in range(6):
+        fill.frame(make_canvas(patch=(slice(0, 40), slice(40, 80))))  # a lamp switched on by the gap
+    assert len(build.calls) == 2
+
+
+def test_a_failing_build_leaves_the_live_fill(caplog):
+    fill = RoomFill(cfg(), Builder(fail=True), fps=10)
+    for _ in range(4):
+        assert fill.frame(make_canvas()) is None
+    assert "room fill failed" in caplog.text
+
+
+@pytest.mark.timeout(30)
+def test_the_worker_never_holds_up_a_frame():
+    gate = threading.Event()
+    build = Builder(gate=gate)
+    fill = RoomFill(cfg(inline=False), build, fps=10)
+    try:
+        for _ in range(20):          # the build is stuck; frames go on without it
+            assert fill.frame(make_canvas()) is None
+        gate.set()
+        deadline = time.monotonic() + 10
+        while fill.frame(make_canvas()) is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert len(build.calls) == 1
+    finally:
+        gate.set()
+        fill.close()
+
+
+def test_tile_rooms_numbers_each_tile():
+    rooms = tile_rooms((W, H), TILES)
+    assert rooms[10, 10] == 0 and rooms[10, 150] == 1 and rooms[10, 100] == -1
+
+
+def _palette_share(pixels: np.ndarray, room: np.ndarray, other: np.ndarray) -> float:
+    """Share of ``pixels`` whose colour is found in ``room`` (within 12) and not in
+    ``other`` (nothing within 24)."""
+    rng = np.random.default_rng(0)
+    pick = lambda img: img.reshape(-1, 3)[rng.choice(img.shape[0] * img.shape[1], 1500, replace=False)]
+    p = pixels[rng.choice(len(pixels), min(3000, len(pixels)), replace=False)].astype(np.float32)
+    d_room = np.abs(p[:, None] - pick(room)[None].astype(np.float32)).max(axis=2).min(axis=1)
+    d_other = np.abs(p[:, None] - pick(other)[None].astype(np.float32)).max(axis=2).min(axis=1)
+    return float(((d_room < 12) & (d_other > 24)).mean())
+
+
+def test_nothing_of_a_departed_participant_remains_after_a_second():
+    """Two synthetic participants on a fixed canvas; one fades out and leaves. One second
+    after, nothing around the one who stays has the colours of the departed one's room."""
+    size = (640, 240)
+    config = PipelineConfig(layout=LayoutConfig(height=240, gap=48, mode="row"),
+                            fill=RoomFillConfig(inline=True))
+    a, b = SyntheticSource(seed=3, size=(320, 240)), SyntheticSource(seed=11, size=(320, 240))
+    pipe = Pipeline(config, segmenter="key", canvas_size=size)
+    try:
+        fps, both, fade = 30, 45, 15
+        for i in range(both + fade):
+            t = i / fps
+            op = 1.0 if i < both else 1 - (i - both + 1) / fade
+            r = pipe.process([a.frame_at(t), b.frame_at(t)], ["a", "b"], opacity=[1.0, op])
+        outside = tile_rooms(size, r.canvas.tiles) < 0
+        before = _palette_share(r.grown[outside], b.background, a.background)
+        for k in range(30):
+            r = pipe.process([a.frame_at((both + fade + k) / fps)], ["a"])
+        outside = tile_rooms(size, r.canvas.tiles) < 0
+        after = _palette_share(r.grown[outside], b.background, a.background)
+        assert before > 0.05          # the departed room was in the fill
+        assert after < 0.005          # and a second later none of it is
+    finally:
+        pipe.close()
