@@ -1,19 +1,22 @@
 """``roomfuse eval``: every grower on the same held-out inputs, in one run.
 
-Three measurements on the held-out split of the team data (``growth.data.EVAL_SPLIT``):
+On the held-out split of the team data (``growth.data.EVAL_SPLIT``):
 
-- gap join: each photo or clip still, at height 360, is cut into two feeds by a vertical
-  gap of 48, 96 and 160 px (centred at 0.4, 0.5 and 0.6 of the width); PSNR and SSIM over
-  the gap pixels;
-- holes: person-shaped masks (mediapipe masks from held-out clips) and free-form masks
-  (blobs, strokes) on the held-out photos; PSNR and SSIM over the hole pixels;
-- flicker: static-camera clips with a person, a 64-px centre gap plus the person's mask
-  as the unknown region, frame by frame with each grower's state kept; the mean absolute
-  change between consecutive outputs over pixels unknown in both frames whose true
-  content did not change (so every change there is the grower's own).
+- cases with a truth: each photo or clip still at height 360 cut into two feeds by a
+  vertical gap of 48, 96 and 160 px (centred at 0.4, 0.5 and 0.6 of the width), and
+  person-shaped and free-form holes on the photos. Per kind: PSNR and SSIM over the hole;
+  and, because PSNR rewards a blur on large holes, realism: the patch SWD of the fills
+  against the truth (pooled over the kind's cases, per pyramid level and mean; the truth
+  against itself is the floor), the detail ratio and the seam ratio
+  (``growth.realism``);
+- two rooms: pairs of *different* held-out photos side by side with a 96-px gap, as a
+  call joins them. There is no truth: the fill's patches are compared with the two
+  rooms' own patches next to the gap;
+- flicker and time per frame of the live growers on video (state kept frame to frame);
+  the still fills (structure then texture, and the peers) are timed per picture.
 
-Plus the time per frame of each grower on a live-size 2-feed canvas (``bench_canvas``).
-Writes ``results.md``, ``results.json`` and ``examples.png`` under ``--out``.
+Writes ``results.md``, ``results.json``, ``examples.png`` (the picture sheet) and
+``realism.png`` (realism against fidelity, per method) under ``--out``.
 """
 from __future__ import annotations
 
@@ -28,37 +31,24 @@ import numpy as np
 from .growth.scores import flicker, score
 
 GAP_WIDTHS = (48, 96, 160)
+TWO_ROOMS_GAP = 96
 FLICKER_CLIPS = ("person_clips/intel_asl_walk.mkv", "person_clips/pyfeat_single_face.mp4",
                  "scene_clips/intel_one_by_one_person_detection.mp4")
+# Seconds a picture: measured on single pictures, never run per frame of a video.
+STILL = {"rule-tex", "nca-tex", "patchmatch", "fsr", "pconv"}
+DEFAULT_METHODS = "rule-tex,nca-tex,nca,rule,telea-full,ns-full,telea,blend,patchmatch,fsr"
 
 
 def make_growers(names: list[str], checkpoint: str | None, device: str) -> dict:
     from .growth import make_grower
-    from .growth.nca_grower import NCAGrower
 
     growers = {}
     for name in names:
-        if name == "nca":
-            growers[name] = NCAGrower(device=device, checkpoint=checkpoint)
-        elif name == "nca-untrained":
-            # The rule with a zero-initialised network: exactly its starting fill. Shows
-            # what the learned correction adds on top.
-            from .growth.model import GrowthNet, NCAConfig
-            from .growth.rule import RuleConfig
-
-            growers[name] = NCAGrower(device=device, net=GrowthNet(NCAConfig()), rule=RuleConfig())
+        if name in ("nca", "nca-tex") and checkpoint:
+            growers[name] = make_grower(name, device=device, checkpoint=checkpoint)
         else:
             growers[name] = make_grower(name, device=device)
     return growers
-
-
-def mean_scores(grower, cases) -> dict:
-    vals = []
-    for image, known in cases:
-        grower.reset()
-        vals.append(score(grower.fill(image, known), image, ~known))
-    return {"psnr": float(np.mean([v[0] for v in vals])),
-            "ssim": float(np.mean([v[1] for v in vals])), "cases": len(vals)}
 
 
 def hole_cases(images: list[np.ndarray], bank: list[np.ndarray], seed: int = 0) -> dict:
@@ -74,6 +64,93 @@ def hole_cases(images: list[np.ndarray], bank: list[np.ndarray], seed: int = 0) 
         cases["free-form"].append((img, ~blobs(rng, h, w, 0.8)))
         cases["free-form"].append((img, ~strokes(rng, h, w, 0.8)))
     return cases
+
+
+def truth_cases(root: Path) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """Every kind of case with a truth: {"gap 48": [(image, known), ...], ...}."""
+    from .growth import data
+
+    images = data.eval_gap_images(root)
+    cases = {f"gap {w}": data.gap_cases(images, (w,)) for w in GAP_WIDTHS}
+    parts = data.split_media(root, held_out=True)
+    photos = [data.resize_height(data.load_rgb(root / p), 360) for p in parts["images"]]
+    bank = [m for rel in parts["person_clips"]
+            for m in data.person_masks(data.read_frames(root / rel, step=20))]
+    cases.update(hole_cases(photos, bank))
+    return cases
+
+
+def two_room_cases(root: Path, gap: int = TWO_ROOMS_GAP, side: int = 300
+                   ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(canvas, known, reference): the left part of one held-out photo and the right part
+    of the next, ``gap`` apart; ``reference`` marks the real pixels within one gap width
+    of the band, what the band's patches are compared with."""
+    from .growth import data
+
+    parts = data.split_media(root, held_out=True)
+    photos = [data.resize_height(data.load_rgb(root / p), 360) for p in parts["images"]]
+    photos = [p for p in photos if p.shape[1] >= side]
+    out = []
+    for a, b in zip(photos, photos[1:] + photos[:1]):
+        h = a.shape[0]
+        canvas = np.zeros((h, 2 * side + gap, 3), np.uint8)
+        canvas[:, :side] = a[:, :side]
+        canvas[:, side + gap:] = b[:, -side:]
+        known = np.ones((h, 2 * side + gap), bool)
+        known[:, side:side + gap] = False
+        reference = np.zeros_like(known)
+        reference[:, side - gap:side] = True
+        reference[:, side + gap:side + 2 * gap] = True
+        out.append((canvas, known, reference))
+    return out
+
+
+def measure(growers: dict, cases: list, bar=None) -> dict:
+    """Fidelity and realism of every grower on one kind of case."""
+    from .growth.realism import FillStats, PatchSWD
+
+    swd = PatchSWD()
+    stats = {n: FillStats() for n in growers}
+    scores = {n: [] for n in growers}
+    times = {n: [] for n in growers}
+    for image, known in cases:
+        fills = {}
+        for name, grower in growers.items():
+            grower.reset()
+            t = time.perf_counter()
+            fills[name] = grower.fill(image, known)
+            times[name].append((time.perf_counter() - t) * 1e3)
+            scores[name].append(score(fills[name], image, ~known))
+            stats[name].add(fills[name], image, ~known)
+        swd.add(image, fills, ~known)
+        if bar is not None:
+            bar.update(1)
+    realism = swd.result()
+    out = {"cases": len(cases), "floor_swd": realism["truth"]["mean"]}
+    for name in growers:
+        out[name] = {"psnr": float(np.mean([s[0] for s in scores[name]])),
+                     "ssim": float(np.mean([s[1] for s in scores[name]])),
+                     "swd": realism[name]["mean"], "swd_levels": realism[name]["levels"],
+                     "detail": stats[name].detail, "seam": stats[name].seam,
+                     "ms_per_picture": float(np.median(times[name]))}
+    return out
+
+
+def measure_two_rooms(growers: dict, cases: list, bar=None) -> dict:
+    from .growth.realism import PatchSWD
+
+    swd = PatchSWD()
+    for canvas, known, reference in cases:
+        fills = {}
+        for name, grower in growers.items():
+            grower.reset()
+            fills[name] = grower.fill(canvas, known)
+        swd.add(canvas, fills, ~known, reference=reference)
+        if bar is not None:
+            bar.update(1)
+    res = swd.result()
+    return {"cases": len(cases), "floor_swd": res["truth"]["mean"],
+            **{n: {"swd": res[n]["mean"], "swd_levels": res[n]["levels"]} for n in growers}}
 
 
 def flicker_inputs(root: Path, frames: int) -> list[list[tuple[np.ndarray, np.ndarray]]]:
@@ -135,120 +212,71 @@ def bench_canvas(root: Path, frames: int) -> list[tuple[np.ndarray, np.ndarray]]
     return out
 
 
-def example_sheet(rows: list[tuple[str, np.ndarray, np.ndarray]], growers: dict,
-                  path: Path, width: int = 300) -> None:
-    """One row per case: truth, input (unknown in magenta), then each grower's fill."""
-    import cv2
-
-    def label(img, text):
-        img = cv2.resize(img, (width, round(img.shape[0] * width / img.shape[1])),
-                         interpolation=cv2.INTER_AREA)
-        cv2.rectangle(img, (0, 0), (width, 16), (0, 0, 0), -1)
-        cv2.putText(img, text, (3, 12), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1)
-        return img
-
-    lines = []
-    for title, image, known in rows:
-        shown = image.copy()
-        shown[~known] = (255, 0, 255)
-        cells = [label(image.copy(), f"truth: {title}"), label(shown, "input")]
-        for name, grower in growers.items():
-            grower.reset()
-            cells.append(label(grower.fill(image, known), name))
-        lines.append(np.hstack(cells))
-    sheet = np.vstack([np.pad(l, ((0, 0), (0, max(x.shape[1] for x in lines) - l.shape[1]), (0, 0)))
-                       for l in lines])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-
-
 def run(names: list[str], root: Path, out: Path, checkpoint: str | None, device: str,
-        frames: int, log=print) -> dict:
-    from .growth import data
+        frames: int, progress: bool = True, kinds: list[str] | None = None) -> dict:
+    from .eval_report import example_sheet, markdown, realism_plot
+    from .progress import Progress
 
     growers = make_growers(names, checkpoint, device)
-    images = data.eval_gap_images(root)
-    results: dict = {"methods": names, "gap": {}, "holes": {}, "flicker": {}, "time": {}}
-    for width in GAP_WIDTHS:
-        cases = data.gap_cases(images, (width,))
-        results["gap"][width] = {n: mean_scores(g, cases) for n, g in growers.items()}
-        log(f"gap {width}: " + ", ".join(f"{n} {s['psnr']:.2f}/{s['ssim']:.3f}"
-                                          for n, s in results["gap"][width].items()))
-    parts = data.split_media(root, held_out=True)
-    photos = [data.resize_height(data.load_rgb(root / p), 360) for p in parts["images"]]
-    bank = [m for rel in parts["person_clips"]
-            for m in data.person_masks(data.read_frames(root / rel, step=20))]
-    for kind, cases in hole_cases(photos, bank).items():
-        results["holes"][kind] = {n: mean_scores(g, cases) for n, g in growers.items()}
-        log(f"holes {kind}: " + ", ".join(f"{n} {s['psnr']:.2f}/{s['ssim']:.3f}"
-                                           for n, s in results["holes"][kind].items()))
-    clips = flicker_inputs(root, frames)
-    results["flicker"] = {n: float(np.mean([flicker(g, c) for c in clips]))
-                          for n, g in growers.items()}
-    log("flicker: " + ", ".join(f"{n} {v:.3f}" for n, v in results["flicker"].items()))
-    canvases = bench_canvas(root, frames)
-    results["canvas"] = {"size": "1024x360", "unknown_fraction":
-                         float(np.mean([(~k).mean() for _, k in canvases]))}
-    results["time"] = {n: time_per_frame(g, canvases) for n, g in growers.items()}
-    log("ms/frame: " + ", ".join(f"{n} {v['median_ms']:.1f}" for n, v in results["time"].items()))
-    sheet_rows = [(f"gap {w}", *data.gap_cases([images[i]], (w,), (0.5,))[0])
-                  for i, w in ((1, 96), (2, 160), (4, 96), (8, 96))]
-    sheet_rows.append(("person hole", *hole_cases(photos[5:6], bank, seed=1)["person"][0]))
-    example_sheet(sheet_rows, growers, out / "examples.png")
+    cases = truth_cases(root)
+    if kinds:
+        cases = {k: v for k, v in cases.items() if k in kinds}
+    rooms = two_room_cases(root)
+    live = {n: g for n, g in growers.items() if n not in STILL}
+    results: dict = {"methods": names, "kinds": {}, "two_rooms": {}, "flicker": {}, "time": {}}
+    total = sum(len(c) for c in cases.values()) + len(rooms)
+    with Progress(total, "eval", enabled=progress) as bar:
+        for kind, kind_cases in cases.items():
+            results["kinds"][kind] = measure(growers, kind_cases, bar)
+        results["two_rooms"] = measure_two_rooms(growers, rooms, bar)
+    if live and frames > 0:
+        clips = flicker_inputs(root, frames)
+        results["flicker"] = {n: float(np.mean([flicker(g, c) for c in clips])) for n, g in live.items()}
+        canvases = bench_canvas(root, frames)
+        results["canvas"] = {"size": "1024x360", "unknown_fraction":
+                             float(np.mean([(~k).mean() for _, k in canvases]))}
+        results["time"] = {n: time_per_frame(g, canvases) for n, g in live.items()}
     out.mkdir(parents=True, exist_ok=True)
+    example_sheet(root, growers, out / "examples.png")
+    realism_plot(results, out / "realism.png")
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "results.md").write_text(markdown(results))
     return results
 
 
-def markdown(results: dict) -> str:
-    gap = results["gap"]
-    head = ["method"] + [f"gap {w} PSNR / SSIM" for w in gap] + \
-        ["person holes", "free-form holes", "flicker", "ms/frame (p95)"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for name in results["methods"]:
-        row = [name] + [f"{gap[w][name]['psnr']:.2f} / {gap[w][name]['ssim']:.3f}" for w in gap]
-        row += [f"{results['holes'][k][name]['psnr']:.2f} / {results['holes'][k][name]['ssim']:.3f}"
-                for k in ("person", "free-form")]
-        row.append(f"{results['flicker'][name]:.3f}")
-        t = results["time"][name]
-        row.append(f"{t['median_ms']:.1f} ({t['p95_ms']:.1f})")
-        lines.append("| " + " | ".join(row) + " |")
-    canvas = results.get("canvas", {})
-    lines.append("")
-    lines.append(f"PSNR in dB and SSIM over the unknown pixels only; flicker = mean absolute "
-                 f"change (0..255) of filled, truly static pixels between frames; time on a "
-                 f"{canvas.get('size', '?')} 2-feed canvas with "
-                 f"{100 * canvas.get('unknown_fraction', 0):.0f} % unknown.")
-    return "\n".join(lines) + "\n"
-
-
-DEFAULT_METHODS = "nca,nca-untrained,telea-full,ns-full,telea,ns,blend"
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from .argtypes import positive_int
+
     parser.add_argument("--out", default="out/eval",
-                        help="folder for results.md/.json and examples.png")
+                        help="folder for results.md/.json, examples.png and realism.png")
     parser.add_argument("--data", default=None,
                         help="data root (default $ROOMFUSE_DATA or ../shared/data)")
-    parser.add_argument("--checkpoint", default=None, help="growth model (default models/nca.pt)")
+    parser.add_argument("--checkpoint", default=None, help="growth model weights (default: the shipped ones)")
     parser.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated grower names")
+    parser.add_argument("--kinds", default=None,
+                        help="only these kinds of case, comma-separated (e.g. 'gap 96,person')")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--frames", type=int, default=60,
+    parser.add_argument("--frames", type=positive_int, default=60,
                         help="frames per clip for flicker and timing")
 
 
 def main(args: argparse.Namespace) -> int:
+    from .eval_report import markdown
     from .growth import UnknownGrower
     from .growth.checkpoint import CheckpointError
-    from .growth.data import DataError, data_root
+    from .growth.data import DataError
+
+    from .growth.data import data_root
 
     names = [n.strip() for n in args.methods.split(",") if n.strip()]
+    kinds = [k.strip() for k in args.kinds.split(",")] if args.kinds else None
+    out = Path(args.out)
     try:
-        results = run(names, data_root(args.data), Path(args.out), args.checkpoint,
-                      args.device, args.frames)
+        results = run(names, data_root(args.data), out, args.checkpoint, args.device, args.frames,
+                      kinds=kinds)
     except (DataError, CheckpointError, UnknownGrower) as err:
         print(f"roomfuse eval: {err}", file=sys.stderr)
         return 2
     print(markdown(results))
+    print(f"wrote {out / 'results.md'}, results.json, examples.png and realism.png in {out}", file=sys.stderr)
     return 0
