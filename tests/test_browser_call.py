@@ -179,6 +179,29 @@ async def _sound_and_names(server: Serve, person_clip, out: Path) -> None:
             assert [p["muted"] for p in server.room(ROOM)["participants"] if p["name"] == "Ada"] == [True]
             await a.click("#mute")
             await hears(b, 440, 700, "Bea after Ada unmuted")
+
+            # Camera off: the room keeps Ada's seat, the list says so; on again, frames flow.
+            await a.click("#camera")
+            await wait_js(b, "document.querySelector('#people').innerText.includes('camera off')", 10,
+                          "Ada's camera shown as off in Bea's list")
+            ada = next(p for p in server.room(ROOM)["participants"] if p["name"] == "Ada")
+            assert ada["camera"] is False and ada["state"] == "live"
+            await a.click("#camera")
+            await wait_js(b, "!document.querySelector('#people').innerText.includes('camera off')", 10,
+                          "Ada's camera back on")
+
+            # Ada, the host, arranges the room; Bea is not offered to.
+            assert await a.is_visible("#room-settings") and not await b.is_visible("#room-settings")
+            await a.uncheck("#names")
+            deadline = time.monotonic() + 10
+            while server.room(ROOM)["names"]:
+                assert time.monotonic() < deadline, "names still on"
+                await asyncio.sleep(0.3)
+            # Fullscreen shows the room alone; Esc (or the button) leaves it.
+            await a.click("#fullscreen")
+            await wait_js(a, "document.fullscreenElement && document.fullscreenElement.id === 'screen'", 5,
+                          "fullscreen")
+            await a.click("#fullscreen")
             assert not a.errors and not b.errors, (a.errors, b.errors)
         finally:
             await a_browser.close()
