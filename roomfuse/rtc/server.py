@@ -21,6 +21,7 @@ from ..errors import RoomfuseError
 from ..growth import DEFAULT_GROWER, GROWERS
 from ..layout import MAX_FEEDS
 from .compositor import RoomSettings
+from .connection import is_loopback
 from .ice import IceServer, host_addresses, parse_ice_server, use_host_addresses
 
 log = logging.getLogger(__name__)
@@ -109,15 +110,39 @@ class Server:
         self._restore_ice = None
 
     @property
-    def base(self) -> str:
-        host = self.host if self.host not in ("", "0.0.0.0", "::") else self.ice_addresses[0]
+    def wildcard(self) -> bool:
+        return self.host in ("", "0.0.0.0", "::")
+
+    def _base(self, host: str) -> str:
         host = f"[{host}]" if ":" in host else host
         return f"{'https' if self.ssl_context else 'http'}://{host}:{self.port}"
+
+    @property
+    def base(self) -> str:
+        return self._base(self.shared_hosts()[0])
+
+    def shared_hosts(self) -> list[str]:
+        """The addresses others reach this server on: the one it listens on, or for a
+        wildcard every address of the machine but loopback (IPv4 first), loopback
+        only when there is nothing else."""
+        if not self.wildcard:
+            return [self.host]
+        # 0.0.0.0 listens on IPv4 only and :: on IPv6 only (asyncio sets IPV6_V6ONLY);
+        # an empty --host listens on both.
+        family = [a for a in self.ice_addresses
+                  if self.host == "" or (":" in a) == (self.host == "::")]
+        wanted = sorted((a for a in family if not is_loopback(a)), key=lambda a: ":" in a)
+        return wanted or family or list(self.ice_addresses)
 
     @property
     def url(self) -> str:
         """The page to open; the key rides in the fragment, which browsers never send."""
         return f"{self.base}/#key={self.key}"
+
+    @property
+    def urls(self) -> list[str]:
+        """``url`` on every address in ``shared_hosts``."""
+        return [f"{self._base(h)}/#key={self.key}" for h in self.shared_hosts()]
 
     async def start(self) -> str:
         from aiohttp import web
@@ -181,9 +206,16 @@ async def _serve(server: Server) -> None:
         loop.add_signal_handler(sig, stop.set)
     await server.start()
     try:
-        print(f"roomfuse serve: open {server.url}", flush=True)
+        first, *others = server.urls
+        print(f"roomfuse serve: open {first}", flush=True)
+        for url in others:
+            print(f"roomfuse serve:   or {url}", flush=True)
         print(f"  (rooms: {server.base}/r/NAME#key={server.key}; ICE host candidates: "
               f"{', '.join(server.ice_addresses)}; Ctrl-C stops)", file=sys.stderr, flush=True)
+        if server.ssl_context is None and not all(is_loopback(h) for h in server.shared_hosts()):
+            print("roomfuse serve: warning: without --tls-cert and --tls-key the room key and everyone's "
+                  "signalling travel in plain text on the network; browsers also allow cameras only on "
+                  "https (or localhost)", file=sys.stderr, flush=True)
         await stop.wait()
     finally:
         await server.stop()
