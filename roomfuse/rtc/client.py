@@ -30,6 +30,7 @@ from ..vcam import NewestFrame, PacedOutput, VirtualCamera, VirtualCameraError, 
 from .connection import JoinError, Link, SourceReader, is_loopback, parse_link
 from .ice import IceServer, host_addresses, parse_ice_server, use_host_addresses
 from .reconnect import RoomSession, Timeouts
+from .sound import MODES, open_sound
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "server on loopback, otherwise every interface)")
     p.add_argument("--stall-timeout", metavar="SECONDS", type=positive_float, default=Timeouts.stall_s,
                    help="rejoin when no video has come from the room for this long (default: %(default)s)")
+    p.add_argument("--audio", metavar="MODE", nargs="?", const="both", choices=MODES, default=None,
+                   help="take part in the room's sound: send the microphone (with --clip, the clip's sound) "
+                        "and play the room; MODE send or play for one of the two (default: no sound, "
+                        "as a meeting app reading the virtual camera carries its own)")
 
 
 @dataclass(frozen=True)
@@ -94,6 +99,8 @@ class JoinPlan:
     ice_servers: tuple[IceServer, ...]
     ice_hosts: tuple[str, ...]
     timeouts: Timeouts
+    audio: str | None = None  # --audio MODE
+    clip: Path | None = None
 
 
 def plan_from_args(args: argparse.Namespace) -> JoinPlan:
@@ -123,7 +130,8 @@ def plan_from_args(args: argparse.Namespace) -> JoinPlan:
         link=parse_link(args.url, room=args.room, key=args.key), name=name, source=source,
         vcam_device=device, vcam_size=args.vcam_size, vcam_backend=args.vcam_backend, fps=args.fps,
         record=args.record, show=args.show, duration=args.duration, ice_servers=tuple(args.ice_server),
-        ice_hosts=tuple(args.ice_host), timeouts=Timeouts(stall_s=args.stall_timeout))
+        ice_hosts=tuple(args.ice_host), timeouts=Timeouts(stall_s=args.stall_timeout),
+        audio=getattr(args, "audio", None), clip=args.clip)
 
 
 def media_addresses(plan: JoinPlan) -> list[str] | None:
@@ -312,6 +320,10 @@ def run(plan: JoinPlan) -> int:
         if addresses:
             stack.append(use_host_addresses(addresses))
         outputs, window = _open_outputs(plan, slot, stack)
+        sound, speaker = open_sound(plan.audio, plan.clip)
+        for device in (sound, speaker):
+            if device is not None:
+                stack.append(device.close)
         reader = SourceReader(open_source(plan.source))
         stack.append(reader.close)
         if not outputs:
@@ -319,7 +331,7 @@ def run(plan: JoinPlan) -> int:
         for out in outputs:
             out.start()
         session = RoomSession(plan.link, plan.name, reader, slot.put, ice_servers=plan.ice_servers,
-                              timeouts=plan.timeouts)
+                              timeouts=plan.timeouts, sound=sound, on_sound=speaker.put if speaker else None)
         thread = SessionThread(session)
         thread.start()
         _wait(plan, thread, outputs, window, slot)

@@ -208,7 +208,7 @@ class Room:
                 if p.opacity(now, s.fade_s) <= 0.0:
                     self._spawn(self._remove(p, p.fade_reason))
                 continue
-            if not p.camera and p.slot.frame is not None:
+            if not p.camera and (p.slot.frame is not None or p.pc.connectionState == "connected"):
                 continue  # no frames on purpose; a dead connection is noticed by its state
             age = p.slot.age(now)
             if age is None:
