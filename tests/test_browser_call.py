@@ -93,13 +93,21 @@ def label_js(rect) -> str:
 }})()"""
 
 
-async def chromium_page(pw, folder: Path, hz: float, clip: Path | None, name: str, *, url: str):
-    """A Chromium of its own (its fake microphone plays ``hz``) on the room page, joined."""
+async def chromium_page(pw, folder: Path, hz: float, clip: Path | None, name: str, *, url: str,
+                        mic: bool = True, permissions: tuple[str, ...] = ()):
+    """A Chromium of its own (its fake microphone plays ``hz``) on the room page, joined.
+    ``mic=False``: the microphone is refused (the camera allowed), as a user may do."""
     args = FLAGS + [f"--use-file-for-fake-audio-capture={tone_wav(folder / f'tone-{name}.wav', hz)}"]
     if clip is not None:
         args.append(f"--use-file-for-fake-video-capture={make_y4m(clip, folder / f'camera-{name}.y4m', frames=90)}")
+    if not mic:
+        args.remove("--use-fake-ui-for-media-stream")  # permissions as the context grants them
     browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-    page = await (await browser.new_context(viewport={"width": 1400, "height": 800})).new_page()
+    # Permissions are given with the context: granting more later (Playwright's
+    # grant_permissions) withdraws the camera from a page that is using it.
+    context = await browser.new_context(viewport={"width": 1400, "height": 800},
+                                        permissions=[*permissions, *(() if mic else ("camera",))] or None)
+    page = await context.new_page()
     page.errors = []
     page.on("pageerror", lambda e: page.errors.append(str(e)))
     await page.goto(url)
@@ -223,11 +231,10 @@ async def _invite_and_restart(server: Serve, out: Path) -> None:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
-        browser, first = await chromium_page(pw, out, 500, None, "host", url=f"{server.base}/r/{ROOM}#key={KEY}")
+        browser, first = await chromium_page(pw, out, 500, None, "host", url=f"{server.base}/r/{ROOM}#key={KEY}",
+                                             permissions=("clipboard-read", "clipboard-write"))
         browsers = [browser]
         try:
-            context = first.context
-            await context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.base)
             await first.click("#invite")
             await wait_js(first, "document.getElementById('invite').textContent === 'Copied'", 5, "the copy")
             link = await first.evaluate("navigator.clipboard.readText()")
@@ -235,12 +242,18 @@ async def _invite_and_restart(server: Serve, out: Path) -> None:
 
             # Two others open the link, each in a browser of their own (nothing but the link
             # to go on), and join.
-            others = [await chromium_page(pw, out, hz, None, name, url=link)
-                      for hz, name in ((600, "guest"), (800, "third"))]
+            # The third refuses the microphone: it joins all the same, and hears the room.
+            others = [await chromium_page(pw, out, 600, None, "guest", url=link),
+                      await chromium_page(pw, out, 800, None, "third", url=link, mic=False)]
             browsers += [b for b, _ in others]
             second, third = (p for _, p in others)
-            names = sorted(p["name"] for p in server.room(ROOM)["participants"])
-            assert names == ["guest", "host", "third"], names
+            people = {p["name"]: p for p in server.room(ROOM)["participants"]}
+            assert sorted(people) == ["guest", "host", "third"], people
+            assert people["third"]["audio"] is False and people["guest"]["audio"] is True
+            assert "No microphone" in await third.inner_text("#mic-note")
+            assert await third.evaluate("window.roomfuse.microphone") is False
+            assert await third.is_disabled("#mute")
+            await hears(third, 500, 800, "the page without a microphone hears the host")
             pages = [first, second, third]
 
             # The server restarts on the same port; every page says so, once, and gets back
@@ -263,7 +276,7 @@ async def _invite_and_restart(server: Serve, out: Path) -> None:
             assert names == ["guest", "host", "third"], names
             for page in pages:
                 assert "Failed to fetch" not in await page.inner_text("body")
-                assert await page.inner_text("#error") == ""
+                assert "Connection lost" not in await page.inner_text("#error")
             await first.screenshot(path=str(out / "rejoined.png"))
             assert not any(p.errors for p in pages), [p.errors for p in pages]
         finally:

@@ -3,8 +3,8 @@
 Drawn into the picture rather than over the page's video so that every viewer (a
 browser, `roomfuse join`, a meeting app reading the virtual camera) sees who is who.
 Each label is rasterised once per name and size, with a TrueType font (OpenCV's own fonts
-know only ASCII, and names do not), then only blended into each frame: about 0.1 ms per
-label at 360p, off the rest of the frame's path.
+know only ASCII, and names do not), then only blended into each frame: 0.3 ms for two
+labels on a 1280x360 composite (benchmarks/RESULTS.md).
 """
 from __future__ import annotations
 

@@ -51,6 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layout", choices=("auto", "row", "grid"), default=d.layout,
                    help="auto: row or grid, whichever draws people larger on the canvas")
     p.add_argument("--gap", type=non_negative_int, default=d.gap, help="pixels between feeds, filled by the grower")
+    p.add_argument("--names", choices=("on", "off"), default="on" if d.names else "off",
+                   help="draw everyone's name under them in the picture (each room's host can switch it)")
     p.add_argument("--grower", choices=sorted(GROWERS), default=DEFAULT_GROWER,
                    help="what fills the gaps and hidden background")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the grower runs")
@@ -70,7 +72,7 @@ def settings_from_args(args: argparse.Namespace, ice_servers: tuple[IceServer, .
     return replace(RoomSettings(), fps=args.fps, canvas=args.canvas, layout=args.layout, gap=args.gap,
                    grower=args.grower, device=args.device, segmenter=args.segmenter,
                    max_participants=args.max_participants, stall_s=args.stall_timeout,
-                   ice_servers=ice_servers, batch_rooms=args.batch_rooms)
+                   ice_servers=ice_servers, batch_rooms=args.batch_rooms, names=args.names == "on")
 
 
 def preflight(settings: RoomSettings) -> None:

@@ -72,8 +72,20 @@ class Call {
     const { stream, micError } = await openMedia(this.config.fps);
     this.stream = stream;
     this.camera = stream.getVideoTracks()[0];
+    this.watchCamera();
     this.mic = stream.getAudioTracks()[0] || null;
     this.micError = micError;
+  }
+
+  // A camera unplugged, or its permission withdrawn, ends its track: say so and carry
+  // on with the camera off (the room keeps the seat) rather than send nothing unnoticed.
+  watchCamera() {
+    const track = this.camera;
+    track.addEventListener("ended", async () => {
+      if (track !== this.camera || !this.cameraOn) return;
+      await this.setCamera(false).catch(() => {});
+      this.events.onError("Your camera stopped (unplugged, or its permission withdrawn): Camera on tries again.");
+    });
   }
 
   async join(name) {
@@ -201,6 +213,7 @@ class Call {
     }
     const fresh = await navigator.mediaDevices.getUserMedia({ video: cameraConstraints(this.config.fps) });
     this.camera = fresh.getVideoTracks()[0];
+    this.watchCamera();
     this.stream.addTrack(this.camera);
     this.cameraOn = true;
     if (this.videoSender) {

@@ -20,6 +20,7 @@ window.roomfuse = {
   get participant() { return call && call.me; },
   get state() { return call && call.pc ? call.pc.connectionState : (call && call.lost ? "reconnecting" : "idle"); },
   get reconnecting() { return !!(call && call.lost); },
+  get microphone() { return !!(call && call.mic); },
   invite: inviteLink,
 };
 
@@ -52,7 +53,11 @@ async function init() {
   }
   $("preview").srcObject = call.stream;
   setStatus(call.mic ? "camera and microphone ready" : "camera ready");
-  if (!call.mic) showError(`No microphone (${call.micError ? call.micError.name : "none found"}): you will hear the room but not be heard.`);
+  if (!call.mic) {
+    $("mic-note").textContent = `No microphone (${call.micError ? call.micError.name : "none found"}): `
+      + "you hear the room but are not heard.";
+    $("mic-note").hidden = false;
+  }
   render();
   countFrames();
   poll();
