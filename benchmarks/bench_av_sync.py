@@ -234,7 +234,11 @@ def main() -> int:
     p.add_argument("--grower", default="nca", help="the room's grower (default: %(default)s)")
     p.add_argument("--no-follow", action="store_true", help="do not hold sound as long as the picture")
     p.add_argument("--json", type=Path, help="also write the result here")
+    p.add_argument("--mixer-only", action="store_true", help="only the mixer's cost per tick")
     args = p.parse_args()
+    if args.mixer_only:
+        print(json.dumps({"mixer_ms_per_tick": mixer_cost()}))
+        return 0
     import logging
 
     logging.basicConfig(level=logging.WARNING)

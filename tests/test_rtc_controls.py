@@ -154,8 +154,14 @@ def test_names_are_drawn_under_people_and_can_be_switched_off():
 
 
 async def _labelled(http, base):
+    """The listing once both have labels that stay put (the tiles slide for a few frames
+    after a join)."""
     ps = await people(http, base)
-    return ps if len(ps) == 2 and all(p["label"] for p in ps.values()) else None
+    if len(ps) != 2 or not all(p["label"] for p in ps.values()):
+        return None
+    await asyncio.sleep(0.5)
+    again = await people(http, base)
+    return ps if all(again[k]["label"] == p["label"] for k, p in ps.items()) else None
 
 
 async def _unlabelled(http, base) -> bool:

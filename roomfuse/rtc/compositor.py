@@ -173,7 +173,8 @@ class Compositor:
             with timer.stage("names"):
                 image = result.image if result.image.flags.writeable else result.image.copy()
                 drawn = self._labels.draw(image, result.canvas.tiles, [f.name for f in feeds],
-                                          people=result.canvas.alpha, opacity=[f.name_opacity for f in feeds])
+                                          people=result.canvas.alpha, opacity=[f.name_opacity for f in feeds],
+                                          keys=keys)
                 labels = dict(zip(keys, drawn))
                 result.image = image
         with timer.stage("convert"):

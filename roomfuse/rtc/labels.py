@@ -40,10 +40,16 @@ class Labels:
 
     MAX_CHARS = 32
 
+    # A label follows its person calmly: it stays put while the person's centre is within
+    # DEADBAND of the tile's width from it, and otherwise eases over (EASE per frame).
+    DEADBAND = 0.1
+    EASE = 0.2
+
     def __init__(self):
         self._font_file = font_path()
         self._fonts: dict[int, object] = {}
         self._cache: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+        self._centre: dict[object, float] = {}  # key -> label centre, as a share of its tile's width
 
     def _font(self, px: int):
         from PIL import ImageFont
@@ -87,12 +93,17 @@ class Labels:
         return hit
 
     def draw(self, image: np.ndarray, tiles: Sequence[Rect], names: Sequence[str],
-             people: np.ndarray | None = None, opacity: Sequence[float] | None = None) -> list[Rect]:
+             people: np.ndarray | None = None, opacity: Sequence[float] | None = None,
+             keys: Sequence | None = None) -> list[Rect]:
         """Blend each feed's name into ``image`` (in place) at the bottom of its tile,
-        centred under the person (the column mass of ``people``, the canvas's person
-        matte) where there is one. Returns where each label went."""
+        under the person (the column mass of ``people``, the canvas's person matte) where
+        there is one, followed calmly from frame to frame per feed ``keys``. Returns where
+        each label went."""
         out = []
         H, W = image.shape[:2]
+        keys = list(range(len(tiles))) if keys is None else list(keys)
+        for gone in set(self._centre) - set(keys):
+            del self._centre[gone]
         for i, (tile, name) in enumerate(zip(tiles, names)):
             if not name:
                 out.append(Rect(0, 0, 0, 0))
@@ -102,13 +113,17 @@ class Labels:
             if opacity is not None:
                 alpha = alpha * float(max(0.0, min(1.0, opacity[i])))
             h, w = alpha.shape
-            cx = tile.x + tile.w / 2
-            if people is not None:
+            target = 0.5
+            if people is not None and tile.w > 0 and tile.h > 0:
                 ys, xs = tile.slices
-                cols = people[ys, xs].sum(axis=0) if tile.w > 0 and tile.h > 0 else None
-                if cols is not None and cols.sum() > 0.02 * tile.w * tile.h:
-                    cx = tile.x + float((cols * np.arange(len(cols))).sum() / cols.sum())
-            x = int(round(cx - w / 2))
+                cols = people[ys, xs].sum(axis=0)
+                if cols.sum() > 0.02 * tile.w * tile.h:
+                    target = float((cols * np.arange(len(cols))).sum() / cols.sum()) / max(1, len(cols))
+            centre = self._centre.get(keys[i], target)
+            if abs(target - centre) > self.DEADBAND:
+                centre += (target - centre) * self.EASE
+            self._centre[keys[i]] = centre
+            x = int(round(tile.x + centre * tile.w - w / 2))
             x = max(tile.x, min(x, tile.x + tile.w - w))
             y = tile.y + tile.h - h - max(4, px // 2)
             # Clip to the canvas (a tile sliding in or out can hang off it).

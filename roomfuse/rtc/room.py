@@ -24,9 +24,9 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
+from . import controls
 from .audio import Mixer, Voice
 from .compositor import Compositor, FeedInput, LateLog, RoomSettings
-from . import controls
 from .controls import RoomControls, Tokens
 from .ice import rtc_configuration
 from .signalling import SignallingError
@@ -73,7 +73,6 @@ class Participant:
     def shows_video(self) -> bool:
         """Sending camera frames that the room waits for and watches for stalls."""
         return self.camera and self.fade_from is None
-
 
 
 class Room:
