@@ -225,9 +225,9 @@ class Voice:
     """One participant in the mix: what they send (``inbox``, None until their
     microphone's track arrives) and what they hear (``track``)."""
 
-    # The server delay of a participant's video, less what aiortc's audio receive buffer
-    # already holds (it releases a packet once four more are in: 80 ms at 20 ms packets).
-    RECEIVE_BUFFER_S = 4 * FRAME_S
+    # The server delay of a participant's video, less what the audio receive buffer
+    # already holds (tracks.make_prompt_audio: a packet is handed on when the next is in).
+    RECEIVE_BUFFER_S = FRAME_S
     MIN_DELAY_S = 0.02
     MAX_DELAY_S = 0.25
 

@@ -30,7 +30,7 @@ from .compositor import Compositor, FeedInput, LateLog, RoomSettings
 from .controls import RoomControls, Tokens
 from .ice import rtc_configuration
 from .signalling import SignallingError
-from .tracks import CompositeFeed, CompositeTrack, FrameSlot, make_prompt, pump
+from .tracks import CompositeFeed, CompositeTrack, FrameSlot, make_prompt, make_prompt_audio, pump
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +142,8 @@ class Room:
             if audio is not None:
                 # The room's sound for this participant, on their (first) audio section;
                 # an offer without a microphone (recvonly) still hears the room.
+                if not make_prompt_audio(audio.receiver):
+                    log.debug("aiortc's audio receive buffer not found; sound waits 60 ms more")
                 p.voice = p.voice or self.audio.add(p.id)
                 pc.addTrack(p.voice.send_to())
             p.track = CompositeTrack(self.feed)
