@@ -123,8 +123,11 @@ async function leave() {
 
 async function toggle(what) {
   try {
-    if (what === "mute") await call.setMuted(!call.muted);
-    else {
+    if (what === "mute") {
+      const done = call.setMuted(!call.muted);  // silent at once; the room is told after
+      render();
+      await done;
+    } else {
       await call.setCamera(!call.cameraOn);
       $("preview").srcObject = call.cameraOn ? call.stream : null;
     }
