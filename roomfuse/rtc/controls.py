@@ -155,6 +155,16 @@ def parse_settings(raw: bytes) -> tuple[str, str, dict]:
     return pid, body.get(FIELD_TOKEN), {k: v for k, v in changes.items() if v is not None}
 
 
+def member(rooms, room: str, pid: str, token):
+    """(room, participant) for ``pid`` in ``room`` of ``rooms`` (a ``room.Rooms``), once
+    ``token`` proves the caller is that participant."""
+    r = rooms.rooms.get(room)
+    if r is None or pid not in r.participants:
+        raise SignallingError(f"no participant {pid} in room {room}", 404)
+    rooms.tokens.check(room, pid, token)
+    return r, r.participants[pid]
+
+
 def add_routes(app, rooms, key: str, max_body: int) -> None:
     """The two routes above, on ``app`` (made by ``signalling.make_app``)."""
     from aiohttp import web
@@ -173,12 +183,12 @@ def add_routes(app, rooms, key: str, max_body: int) -> None:
         if not PARTICIPANT_ID.fullmatch(pid):
             raise SignallingError(f"participant id {pid[:40]!r} is malformed")
         token, changes = parse_state(raw)
-        return web.json_response(rooms.set_state(room, pid, token, **changes))
+        return web.json_response(set_state(*member(rooms, room, pid, token), **changes))
 
     async def settings(request):
         raw = await body_of(request)
         room = check_room_name(request.match_info["room"])
         pid, token, changes = parse_settings(raw)
-        return web.json_response(await rooms.configure(room, pid, token, **changes))
+        return web.json_response(await configure(*member(rooms, room, pid, token), **changes))
 
     app.add_routes([web.post(STATE_PATH, state), web.post(SETTINGS_PATH, settings)])

@@ -301,23 +301,6 @@ class Room:
         """Whoever has been in the room longest."""
         return next((p for p in self.participants.values() if p.fade_from is None), None)
 
-    # ---- what people change while the room runs (controls.py) -------------------------
-
-    def set_state(self, pid: str, muted: bool | None = None, camera: bool | None = None) -> dict:
-        return controls.set_state(self, self._participant(pid), muted=muted, camera=camera)
-
-    async def configure(self, pid: str, **changes) -> dict:
-        return await controls.configure(self, self._participant(pid), **changes)
-
-    def describe_controls(self) -> dict:
-        return controls.describe(self)
-
-    def _participant(self, pid: str) -> Participant:
-        p = self.participants.get(pid)
-        if p is None:
-            raise SignallingError(f"no participant {pid} in room {self.name}", 404)
-        return p
-
     def _note_delays(self, feeds: list[FeedInput], done: float) -> None:
         """How long each new frame waited in the server, from arrival to composite out
         (tick wait, pipeline, encode); shown on the page beside the network round trip."""
@@ -353,7 +336,7 @@ class Room:
             "late": self.late.late,
             "stage_ms": {k: round(v, 2) for k, v in self.stage_ms.items()},
             "bitrate": self.compositor.encoder.bitrate,
-            **self.describe_controls(),
+            **controls.describe(self),
             "participants": [{
                 "id": p.id, "name": p.name, "state": p.state(),
                 "fps": p.slot.fps(now), "dropped": p.slot.dropped,
@@ -435,20 +418,6 @@ class Rooms:
                     "late": 0, "stage_ms": {}, "bitrate": None, "host": None, "layout": self.settings.layout,
                     "names": self.settings.names, "order": [], "open": False, "participants": []}
         return r.describe()
-
-    def _member(self, room: str, pid: str, token) -> Room:
-        """The room ``pid`` is in, if ``token`` proves the caller is that participant."""
-        r = self.rooms.get(room)
-        if r is None or pid not in r.participants:
-            raise SignallingError(f"no participant {pid} in room {room}", 404)
-        self.tokens.check(room, pid, token)
-        return r
-
-    def set_state(self, room: str, pid: str, token, **state) -> dict:
-        return self._member(room, pid, token).set_state(pid, **state)
-
-    async def configure(self, room: str, pid: str, token, **controls) -> dict:
-        return await self._member(room, pid, token).configure(pid, **controls)
 
     def _empty(self, room: Room) -> None:
         if self.rooms.get(room.name) is room:
