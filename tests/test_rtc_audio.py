@@ -211,3 +211,18 @@ def test_mixer_sends_each_listener_everyone_but_themselves():
     assert band_level(got["b"], 300) > 0.1 and band_level(got["b"], 500) < 0.01
     assert band_level(got["a"], 700) < 0.01  # c is muted
     assert band_level(got["c"], 300) > 0.1 and band_level(got["c"], 500) > 0.1  # c still hears
+
+
+def test_a_voice_is_held_as_long_as_the_same_persons_picture():
+    from roomfuse.rtc.audio import Voice
+
+    v = Voice("a")
+    v.inbox = Inbox(delay_s=0.04)
+    v.follow_video(0.2)  # the picture waited 200 ms for its composite
+    assert v.inbox.wanted == int((0.2 - Voice.RECEIVE_BUFFER_S) * RATE)
+    v.follow_video(0.21)  # a 10 ms wobble is not followed
+    assert v.inbox.wanted == int((0.2 - Voice.RECEIVE_BUFFER_S) * RATE)
+    v.follow_video(5.0)  # never more than the cap ...
+    assert v.inbox.wanted == int(Voice.MAX_DELAY_S * RATE)
+    v.follow_video(0.0)  # ... nor less than the floor
+    assert v.inbox.wanted == int(Voice.MIN_DELAY_S * RATE)

@@ -257,7 +257,7 @@ class Voice:
         if self.inbox is None or video_delay_s is None:
             return
         want = min(max(video_delay_s - self.RECEIVE_BUFFER_S, self.MIN_DELAY_S), self.MAX_DELAY_S)
-        if abs(want * RATE - self.inbox.delay) > 0.02 * RATE:
+        if abs(want * RATE - self.inbox.wanted) > 0.02 * RATE:
             self.inbox.set_delay(want)
 
     async def close(self) -> None:

@@ -70,7 +70,7 @@ def set_state(room, p, muted: bool | None = None, camera: bool | None = None) ->
         log.info("room %s: %s (%s) %s", room.name, p.name, p.id, "muted" if muted else "unmuted")
     if camera is not None and camera != p.camera:
         p.camera = camera
-        if camera:
+        if camera and p.slot.frame is not None:
             # Frames resume from now: the time it was off is not a stall.
             p.slot.arrived = room.clock()
         log.info("room %s: %s (%s) turned the camera %s", room.name, p.name, p.id, "on" if camera else "off")
