@@ -180,15 +180,26 @@ def test_inpaint_and_extend_show_progress_and_say_what_they_wrote(picture, comma
 
 def test_train_writes_the_checkpoint_and_its_curves(tmp_path, monkeypatch, capsys):
     """`roomfuse train` end to end on a handful of synthetic pictures in place of the team
-    data (the subject is what the command writes and says, not the model's quality)."""
+    data, with a small network and crops (the subject is what the command writes and
+    says, not the model's quality)."""
+    from dataclasses import dataclass, field
+
     from roomfuse.growth import train as training
 
+    @dataclass(frozen=True)
+    class Small(training.TrainConfig):
+        crop: tuple = (16, 32)
+        min_steps: int = 4
+        max_steps: int = 5
+        model: dict = field(default_factory=lambda: {"channels": 8, "hidden": 16})
+
     rng = np.random.default_rng(0)
-    images = [cv2.GaussianBlur(rng.integers(0, 256, (300, 500, 3), dtype=np.uint8), (0, 0), 4) for _ in range(4)]
-    known = np.ones((300, 500), bool)
-    known[:, 220:280] = False
+    images = [cv2.GaussianBlur(rng.integers(0, 256, (96, 160, 3), dtype=np.uint8), (0, 0), 4) for _ in range(4)]
+    known = np.ones((96, 160), bool)
+    known[:, 70:90] = False
     tiny = training.TrainData(images, [], val_cases=[(images[0], known)], train_cases=[(images[1], known)])
     monkeypatch.setattr(training.TrainData, "load", classmethod(lambda cls, root: tiny))
+    monkeypatch.setattr(training, "TrainConfig", Small)
     out = tmp_path / "new" / "mine.pt"
     code = cli.main(["train", "--out", str(out), "--iterations", "4", "--val-every", "2", "--batch", "2",
                      "--device", "cpu", "--data", str(tmp_path)])
