@@ -226,3 +226,23 @@ def test_a_voice_is_held_as_long_as_the_same_persons_picture():
     assert v.inbox.wanted == int(Voice.MAX_DELAY_S * RATE)
     v.follow_video(0.0)  # ... nor less than the floor
     assert v.inbox.wanted == int(Voice.MIN_DELAY_S * RATE)
+
+
+def test_audio_receivers_hand_each_packet_on_after_one_more():
+    from aiortc import RTCPeerConnection
+
+    from roomfuse.rtc.tracks import make_prompt_audio
+
+    async def main():
+        pc = RTCPeerConnection()
+        audio = pc.addTransceiver("audio", direction="recvonly")
+        video = pc.addTransceiver("video", direction="recvonly")
+        try:
+            assert make_prompt_audio(audio.receiver)
+            buffer = getattr(audio.receiver, "_RTCRtpReceiver__jitter_buffer")
+            assert buffer._prefetch == 0 and not buffer._is_video
+            assert not make_prompt_audio(video.receiver)  # video keeps its own (make_prompt)
+        finally:
+            await pc.close()
+
+    run(main, timeout=10)
