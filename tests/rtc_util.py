@@ -148,6 +148,7 @@ class Participant:
             body = await resp.json()
             assert resp.status == 200, f"join failed: {resp.status} {body}"
         sdp, self.id = parse_answer(body)
+        self.token = body.get("token")  # proves who we are to the state and settings routes
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         return self.id
 

@@ -134,7 +134,7 @@ def test_full_room_refuses_the_extra_participant_only():
 def test_pages_and_config_are_served():
     async def main():
         async with serving(segmenter="key", fps=24.0) as srv, aiohttp.ClientSession() as http:
-            for path, needle in [("/", "lobby.js"), (f"/r/{ROOM}", "room.js"), ("/static/room.js", "maintain-resolution"),
+            for path, needle in [("/", "lobby.js"), (f"/r/{ROOM}", "room.js"), ("/static/call.js", "maintain-resolution"),
                                  ("/static/common.js", KEY_HEADER), ("/static/style.css", "#composite")]:
                 async with http.get(srv.base + path) as resp:
                     assert resp.status == 200, path

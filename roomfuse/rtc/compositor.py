@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
@@ -24,6 +24,7 @@ from ..frames import Frame, Rect
 from ..growth import DEFAULT_GROWER
 from ..pipeline import Pipeline, StageTimer
 from .encoder import SharedEncoder
+from .labels import Labels
 from .tracks import VIDEO_TIME_BASE
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ class RoomSettings:
     # that is alone, or the only one live, never waits.
     batch_rooms: str = "auto"
     batch_wait_ms: float = 4.0
+    # Everyone's name drawn under them in the composite (the room's host can switch it).
+    names: bool = True
 
     def pipeline_config(self) -> PipelineConfig:
         return PipelineConfig(layout=LayoutConfig(height=self.canvas[1], gap=self.gap, mode=self.layout,
@@ -79,7 +82,9 @@ class FeedInput:
     seq: int  # the slot's frame count; the same seq means the same picture
     frame: object  # av.VideoFrame
     arrived: float  # clock seconds
-    opacity: float = 1.0
+    opacity: float = 1.0  # of the people in it: 0 shows the participant's room without them
+    name: str = ""  # drawn under them when the room shows names
+    name_opacity: float = 1.0  # fades with a departing participant, not with a camera turned off
 
 
 @dataclass
@@ -89,6 +94,7 @@ class Composed:
     ms: dict[str, float] = field(default_factory=dict)  # stage -> ms ("convert", then "encode", included)
     packet: object = None  # av.Packet, once encoded (None if the encoder gave nothing)
     keyframe: bool = False
+    labels: dict[str, Rect] = field(default_factory=dict)  # where each name was drawn
 
 
 class Compositor:
@@ -113,6 +119,8 @@ class Compositor:
         self._encode_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"encode-{name}")
         self._pipe: Pipeline | None = None
         self._images: dict[str, tuple[int, np.ndarray]] = {}  # key -> (seq, RGB) already converted
+        self._labels = Labels()
+        self.layout = settings.layout  # changed live with set_layout
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -121,13 +129,35 @@ class Compositor:
     def _build(self) -> Pipeline:
         s = self.settings
         self._grower = self._grower_factory() if self._grower_factory is not None else None
-        return Pipeline(s.pipeline_config(), segmenter=s.segmenter, canvas_size=s.canvas, grower=self._grower)
+        return Pipeline(self._config(), segmenter=s.segmenter, canvas_size=s.canvas, grower=self._grower)
 
-    async def compose(self, feeds: list[FeedInput], now: float) -> Composed:
+    def _config(self):
+        config = self.settings.pipeline_config()
+        return replace(config, layout=replace(config.layout, mode=self.layout))
+
+    async def set_layout(self, mode: str) -> None:
+        """Arrange the room as ``mode`` ("auto", "row", "grid") from the next frame on."""
+        if mode == self.layout:
+            return
+        self.layout = mode
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._compose, feeds, now)
+        await loop.run_in_executor(self._executor, self._rebuild)
 
-    def _compose(self, feeds: list[FeedInput], now: float) -> Composed:
+    def _rebuild(self) -> None:
+        # A new pipeline around the same grower: the placer's geometry and per-feed
+        # memory start over (one frame's cost), the growth model's weights do not load again.
+        old = self._pipe
+        if old is None:
+            return
+        self._pipe = Pipeline(self._config(), segmenter=self.settings.segmenter, canvas_size=self.settings.canvas,
+                              grower=old.grower)
+        old.close()
+
+    async def compose(self, feeds: list[FeedInput], now: float, names: bool = False) -> Composed:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._compose, feeds, now, names)
+
+    def _compose(self, feeds: list[FeedInput], now: float, names: bool = False) -> Composed:
         import av
 
         timer = StageTimer()
@@ -142,6 +172,15 @@ class Compositor:
                 del self._images[gone]
         keys = [f.key for f in feeds]
         result = self._pipe.process(frames, keys, timer=timer, opacity=[f.opacity for f in feeds])
+        labels = {}
+        if names:
+            with timer.stage("names"):
+                image = result.image if result.image.flags.writeable else result.image.copy()
+                drawn = self._labels.draw(image, result.canvas.tiles, [f.name for f in feeds],
+                                          people=result.canvas.alpha, opacity=[f.name_opacity for f in feeds],
+                                          keys=keys)
+                labels = dict(zip(keys, drawn))
+                result.image = image
         with timer.stage("convert"):
             # OpenCV's I420 conversion is BT.601 limited range like libswscale's, and
             # about 15x faster here.
@@ -149,7 +188,7 @@ class Compositor:
             out = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
             out.pts = int(round((now - self.t0) / VIDEO_TIME_BASE))
             out.time_base = VIDEO_TIME_BASE
-        return Composed(frame=out, tiles=dict(zip(keys, result.canvas.tiles)), ms=dict(timer.ms))
+        return Composed(frame=out, tiles=dict(zip(keys, result.canvas.tiles)), ms=dict(timer.ms), labels=labels)
 
     async def encode(self, composed: Composed) -> Composed:
         """Fill in ``composed.packet``: the encode of every viewer, done once."""

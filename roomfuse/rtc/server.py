@@ -21,6 +21,7 @@ from ..errors import RoomfuseError
 from ..growth import DEFAULT_GROWER, GROWERS
 from ..layout import MAX_FEEDS
 from .compositor import RoomSettings
+from .connection import is_loopback
 from .ice import IceServer, host_addresses, parse_ice_server, use_host_addresses
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="on: every face the same size, eyes on one line; off: each whole picture at one height")
     p.add_argument("--order", choices=("auto", "given"), default=d.order,
                    help="auto: seat participants so neighbouring rooms are most alike; given: in order of joining")
+    p.add_argument("--names", choices=("on", "off"), default="on" if d.names else "off",
+                   help="draw everyone's name under them in the picture (each room's host can switch it)")
     p.add_argument("--grower", choices=sorted(GROWERS), default=DEFAULT_GROWER,
                    help="what fills the gaps and hidden background")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the grower runs")
@@ -74,7 +77,7 @@ def settings_from_args(args: argparse.Namespace, ice_servers: tuple[IceServer, .
                    framing=args.framing == "on", order=args.order,
                    grower=args.grower, device=args.device, segmenter=args.segmenter,
                    max_participants=args.max_participants, stall_s=args.stall_timeout,
-                   ice_servers=ice_servers, batch_rooms=args.batch_rooms)
+                   ice_servers=ice_servers, batch_rooms=args.batch_rooms, names=args.names == "on")
 
 
 def preflight(settings: RoomSettings) -> None:
@@ -118,15 +121,39 @@ class Server:
         self._restore_ice = None
 
     @property
-    def base(self) -> str:
-        host = self.host if self.host not in ("", "0.0.0.0", "::") else self.ice_addresses[0]
+    def wildcard(self) -> bool:
+        return self.host in ("", "0.0.0.0", "::")
+
+    def _base(self, host: str) -> str:
         host = f"[{host}]" if ":" in host else host
         return f"{'https' if self.ssl_context else 'http'}://{host}:{self.port}"
+
+    @property
+    def base(self) -> str:
+        return self._base(self.shared_hosts()[0])
+
+    def shared_hosts(self) -> list[str]:
+        """The addresses others reach this server on: the one it listens on, or for a
+        wildcard every address of the machine but loopback (IPv4 first), loopback
+        only when there is nothing else."""
+        if not self.wildcard:
+            return [self.host]
+        # 0.0.0.0 listens on IPv4 only and :: on IPv6 only (asyncio sets IPV6_V6ONLY);
+        # an empty --host listens on both.
+        family = [a for a in self.ice_addresses
+                  if self.host == "" or (":" in a) == (self.host == "::")]
+        wanted = sorted((a for a in family if not is_loopback(a)), key=lambda a: ":" in a)
+        return wanted or family or list(self.ice_addresses)
 
     @property
     def url(self) -> str:
         """The page to open; the key rides in the fragment, which browsers never send."""
         return f"{self.base}/#key={self.key}"
+
+    @property
+    def urls(self) -> list[str]:
+        """``url`` on every address in ``shared_hosts``."""
+        return [f"{self._base(h)}/#key={self.key}" for h in self.shared_hosts()]
 
     async def start(self) -> str:
         from aiohttp import web
@@ -190,9 +217,16 @@ async def _serve(server: Server) -> None:
         loop.add_signal_handler(sig, stop.set)
     await server.start()
     try:
-        print(f"roomfuse serve: open {server.url}", flush=True)
+        first, *others = server.urls
+        print(f"roomfuse serve: open {first}", flush=True)
+        for url in others:
+            print(f"roomfuse serve:   or {url}", flush=True)
         print(f"  (rooms: {server.base}/r/NAME#key={server.key}; ICE host candidates: "
               f"{', '.join(server.ice_addresses)}; Ctrl-C stops)", file=sys.stderr, flush=True)
+        if server.ssl_context is None and not all(is_loopback(h) for h in server.shared_hosts()):
+            print("roomfuse serve: warning: without --tls-cert and --tls-key the room key and everyone's "
+                  "signalling travel in plain text on the network; browsers also allow cameras only on "
+                  "https (or localhost)", file=sys.stderr, flush=True)
         await stop.wait()
     finally:
         await server.stop()

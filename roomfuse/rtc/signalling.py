@@ -1,14 +1,15 @@
 """The signalling contract: one HTTP exchange per join, no signalling server of its own.
 
     POST   /rooms/{room}/offer                  {"sdp", "type": "offer", "name", "key"}
-                                                -> {"sdp", "type": "answer", "participant"}
+                                                -> {"sdp", "type": "answer", "participant", "token"}
     GET    /rooms/{room}                        -> {"room", "participants": [...], ...}
     DELETE /rooms/{room}/participants/{id}      -> {"left": id}
 
 The key travels in the offer body, or for GET and DELETE in the ``X-Roomfuse-Key`` header
 (or a ``key`` query parameter). Errors are JSON ``{"error": "one line"}`` with 400
 (malformed), 403 (wrong or missing key), 404 (no such participant), 409 (room full) or
-413 (body too large). aiortc has no trickle ICE: the offer must carry every candidate,
+413 (body too large). What a participant changes while in the room (mute, camera, the
+room's layout: ``token`` proves who asks) is in ``controls.py``. aiortc has no trickle ICE: the offer must carry every candidate,
 so a browser waits for ``iceGatheringState == "complete"`` before posting it.
 
 The names and helpers a client needs are at the top of this module; the aiohttp routes
@@ -186,7 +187,8 @@ def make_app(rooms, key: str, client_config: dict):
         room = check_room_name(request.match_info["room"])
         sdp, name = parse_offer_body(await read_body(request), key)
         answer, pid = await rooms.join(room, name, sdp)
-        return web.json_response({FIELD_SDP: answer, FIELD_TYPE: "answer", FIELD_PARTICIPANT: pid})
+        return web.json_response({FIELD_SDP: answer, FIELD_TYPE: "answer", FIELD_PARTICIPANT: pid,
+                                  "token": rooms.tokens.token(room, pid)})
 
     async def room_info(request):
         check_key(key_of(request), key)
@@ -221,4 +223,7 @@ def make_app(rooms, key: str, client_config: dict):
         web.delete(PARTICIPANT_PATH, leave),
         web.static("/static", STATIC),
     ])
+    from .controls import add_routes
+
+    add_routes(app, rooms, key, MAX_BODY)
     return app

@@ -118,6 +118,22 @@ def make_prompt(receiver) -> bool:
     return True
 
 
+def make_prompt_audio(receiver) -> bool:
+    """Let ``receiver`` (an aiortc RTCRtpReceiver for audio, before any packet arrives)
+    hand each sound packet on once the next one is in (20 ms), not four later (80 ms).
+
+    The room holds each voice in its own buffer for as long as it needs (``audio.Inbox``:
+    jitter, and waiting for the picture), so aiortc's extra 60 ms would only make sound
+    later. Returns False, changing nothing, where aiortc keeps its buffer elsewhere.
+    """
+    attr = "_RTCRtpReceiver__jitter_buffer"  # aiortc 1.x
+    old = getattr(receiver, attr, None)
+    if type(old) is not JitterBuffer or getattr(old, "_is_video", True):
+        return False
+    setattr(receiver, attr, JitterBuffer(capacity=old.capacity, prefetch=0))
+    return True
+
+
 async def pump(track: MediaStreamTrack, slot: FrameSlot, label: str = "") -> None:
     """Move frames from ``track`` into ``slot`` until the track ends."""
     try:
