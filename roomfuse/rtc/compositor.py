@@ -121,6 +121,9 @@ class Compositor:
         self._images: dict[str, tuple[int, np.ndarray]] = {}  # key -> (seq, RGB) already converted
         self._labels = Labels()
         self.layout = settings.layout  # changed live with set_layout
+        # Seats: the server's --order, or "given" while the host has chosen an order
+        # (the room then hands the feeds in that order).
+        self.seat_mode = settings.order
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -171,6 +174,7 @@ class Compositor:
             for gone in set(self._images) - {f.key for f in feeds}:
                 del self._images[gone]
         keys = [f.key for f in feeds]
+        self._pipe.placer.seats.mode = self.seat_mode
         result = self._pipe.process(frames, keys, timer=timer, opacity=[f.opacity for f in feeds])
         labels = {}
         if names:
