@@ -52,8 +52,11 @@ async def people(http, base) -> dict[str, dict]:
 
 
 def test_only_the_host_changes_the_layout_until_the_host_opens_it():
+    # Seats "given": with no order chosen the room seats people as they joined (the
+    # server's automatic seating is tested in test_seats.py).
     async def main():
-        async with serving(segmenter="key", grower="telea", fps=10, canvas=(1280, 720)) as srv, \
+        async with serving(segmenter="key", grower="telea", fps=10, canvas=(1280, 720),
+                           order="given") as srv, \
                 aiohttp.ClientSession() as http:
             a, b, c = synthetic(1, "a"), synthetic(2, "b"), synthetic(3, "c")
             try:
