@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from .compositor import Compositor, FeedInput, LateLog, RoomSettings
 from .ice import rtc_configuration
 from .signalling import SignallingError
-from .tracks import CompositeFeed, CompositeTrack, FrameSlot, make_prompt, pump
+from .aiortc_compat import make_prompt
+from .tracks import CompositeFeed, CompositeTrack, FrameSlot, pump
 
 log = logging.getLogger(__name__)
 
