@@ -53,6 +53,12 @@ class GrowConfig:
     # small: a second thread saves little and its spinning steals the core that decodes
     # and segments (2 feeds at 360: 46.8 fps end to end with 2, 50.4 with 1).
     threads: int = 1
+    # The growth model's weights (a file written by `roomfuse train`); None: the weights
+    # shipped inside the package. Learned growers only.
+    checkpoint: str | None = None
+    # "float32", or "float16": half the memory traffic on CUDA, slightly different
+    # results; on a CPU the model always runs in float32. Learned growers only.
+    precision: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -73,3 +79,4 @@ class PipelineConfig:
     grow: GrowConfig = field(default_factory=GrowConfig)
     composite: CompositeConfig = field(default_factory=CompositeConfig)
     fps: float = 30.0  # output frame rate; sources are sampled at their own timestamps
+

@@ -16,7 +16,8 @@ from typing import Hashable, Sequence
 import numpy as np
 
 from .composite import Compositor, fade_people
-from .config import PipelineConfig
+from .config import GrowConfig, PipelineConfig
+from .errors import ConfigError
 from .frames import Canvas, Frame
 from .growth import make_grower
 from .layout import Placer
@@ -26,6 +27,22 @@ log = logging.getLogger(__name__)
 
 STAGES = ("decode", "segment", "layout", "grow", "composite")
 COVERED_ALPHA = 0.98  # a person this opaque shows at most 2 % of the fill behind them
+LEARNED_GROWERS = ("nca",)  # growers that load weights: checkpoint and precision apply
+
+
+def build_grower(grow: GrowConfig):
+    """The grower ``grow`` describes, weights and precision included."""
+    if grow.precision not in ("float32", "float16"):
+        raise ConfigError(f"precision {grow.precision!r}: choose float32 or float16")
+    options = {}
+    if grow.grower in LEARNED_GROWERS:
+        options = {"checkpoint": grow.checkpoint, "half": grow.precision == "float16"}
+    elif grow.checkpoint is not None:
+        raise ConfigError(f"--checkpoint {grow.checkpoint}: only the growth model (--grower nca) "
+                          f"loads weights, not {grow.grower}")
+    return make_grower(grow.grower, device=grow.device, threads=grow.threads, **options)
+
+
 
 
 class StageTimer:
@@ -61,8 +78,7 @@ class Pipeline:
         self.segmenter_kind = segmenter
         self.segmenters: dict[Hashable, object] = {}
         self.placer = Placer(config.layout, config.memory, canvas_size=canvas_size)
-        self.grower = grower if grower is not None else make_grower(
-            config.grow.grower, device=config.grow.device, threads=config.grow.threads)
+        self.grower = grower if grower is not None else build_grower(config.grow)
         self.compositor = Compositor(config.composite)
         self._pool = ThreadPoolExecutor(max_workers=max(1, config.segment.threads),
                                         thread_name_prefix="segment")

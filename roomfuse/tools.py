@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .argtypes import add_device_argument
 from .errors import RoomfuseError
 
 
@@ -91,7 +92,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", required=True, help="input image")
     parser.add_argument("--output", required=True, help="output image (extension sets the format)")
     parser.add_argument("--grower", default="nca", help="grower name (default: nca)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device_argument(parser)
 
 
 def add_inpaint_arguments(parser: argparse.ArgumentParser) -> None:
