@@ -14,14 +14,13 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
-from ..config import GrowConfig, LayoutConfig, PipelineConfig
+from ..config import LayoutConfig, PipelineConfig
 from ..frames import Frame, Rect
-from ..growth import DEFAULT_GROWER
 from ..pipeline import Pipeline, StageTimer
 from .encoder import SharedEncoder
 from .tracks import VIDEO_TIME_BASE
@@ -29,11 +28,17 @@ from .tracks import VIDEO_TIME_BASE
 log = logging.getLogger(__name__)
 
 
+# The pipeline of a served room: the same stages and defaults as `render`, except that the
+# layout picks row or grid for the room's fixed canvas (``RoomSettings.canvas``, whose
+# height is the layout's).
+ROOM_PIPELINE = PipelineConfig(layout=LayoutConfig(mode="auto"))
+
+
 @dataclass(frozen=True)
 class RoomSettings:
     """How every room of a server is built. The defaults are what `roomfuse serve` uses."""
 
-    fps: float = 30.0
+    pipeline: PipelineConfig = ROOM_PIPELINE  # segment, layout, grow, composite, fps
     # One fixed output size for every room: the composite never changes size, so joins
     # and leaves slide feeds instead of restarting the encoder and every viewer's
     # decoder. 1280x360 holds two or three 16:9 webcams side by side near their own size
@@ -41,18 +46,16 @@ class RoomSettings:
     # encode stay inside the frame budget on two CPU cores. Rooms of 4-8 look better at
     # 1280x720.
     canvas: tuple[int, int] = (1280, 360)
-    layout: str = "auto"  # "auto" (row or grid, whichever draws feeds larger), "row", "grid"
-    gap: int = LayoutConfig.gap
-    grower: str = DEFAULT_GROWER
-    device: str = "auto"
     segmenter: str = "mediapipe"  # "key" for synthetic participants (tests)
     max_participants: int = 8
     # A participant whose frames stop for stall_s is faded out over fade_s and removed:
     # well inside ICE consent expiry (about 30 s), after which aiortc would fail anyway.
     stall_s: float = 5.0
     fade_s: float = 1.0
-    # A participant that never delivers a frame is removed after this (ICE + DTLS failed).
-    connect_timeout_s: float = 20.0
+    # A participant that never delivers a frame (ICE or DTLS failed, or an offer sent and
+    # abandoned) is removed after this and its seat freed. Loopback and LAN peers connect
+    # in well under a second, a TURN relay in a few.
+    connect_timeout_s: float = 10.0
     ice_servers: tuple = ()  # ice.IceServer
     # Rooms share one growth service that grows their canvases in one batch per round
     # ("auto": when the growth model runs on CUDA, where a room's growth is launch-bound
@@ -62,9 +65,13 @@ class RoomSettings:
     batch_rooms: str = "auto"
     batch_wait_ms: float = 4.0
 
+    @property
+    def fps(self) -> float:
+        return self.pipeline.fps
+
     def pipeline_config(self) -> PipelineConfig:
-        return PipelineConfig(layout=LayoutConfig(height=self.canvas[1], gap=self.gap, mode=self.layout),
-                              grow=GrowConfig(grower=self.grower, device=self.device), fps=self.fps)
+        """``pipeline`` with the layout's height set to the canvas's."""
+        return replace(self.pipeline, layout=replace(self.pipeline.layout, height=self.canvas[1]))
 
 
 @dataclass(frozen=True)

@@ -309,34 +309,39 @@ class Room:
 
 
 class Rooms:
-    """Every room of a server, made on first join and dropped when the last one leaves.
+    """Every room of a server, made on first join and dropped when the last one leaves;
+    at most ``max_rooms`` at once.
 
     When rooms batch their growth (``RoomSettings.batch_rooms``), every room's grower is
     a handle on one shared growth service, started with the first room and stopped
     with the server."""
 
-    def __init__(self, settings: RoomSettings):
+    def __init__(self, settings: RoomSettings, max_rooms: int = 8):
         from ..growth.batch import SharedGrowth, use_batching
 
         self.settings = settings
+        self.max_rooms = max_rooms
         self.rooms: dict[str, Room] = {}
         self._closing: set[asyncio.Task] = set()
         self.closed = False
         self.growth = None
-        if use_batching(settings.batch_rooms, settings.grower, settings.device):
+        grow = settings.pipeline.grow
+        if use_batching(settings.batch_rooms, grow.grower, grow.device):
             self.growth = SharedGrowth(self._growth_engine, settings.batch_wait_ms / 1e3)
 
     def _growth_engine(self):
-        from ..growth import make_grower
+        from ..pipeline import build_grower
 
-        grow = self.settings.pipeline_config().grow
-        return make_grower(grow.grower, device=grow.device, threads=grow.threads)
+        return build_grower(self.settings.pipeline.grow)
 
     async def join(self, room: str, name: str, sdp: str) -> tuple[str, str]:
         if self.closed:
             raise SignallingError("the server is shutting down", 503)
         r = self.rooms.get(room)
         if r is None:
+            if len(self.rooms) >= self.max_rooms:
+                raise SignallingError(f"room {room}: the server already hosts its limit of {self.max_rooms} "
+                                      "rooms (--max-rooms); try again later", 503)
             r = self.rooms[room] = Room(room, self.settings, on_empty=self._empty,
                                         grower_factory=self.growth.client if self.growth else None)
             r.start()
