@@ -43,8 +43,6 @@ def build_grower(grow: GrowConfig):
     return make_grower(grow.grower, device=grow.device, threads=grow.threads, **options)
 
 
-
-
 class StageTimer:
     """Collects milliseconds per stage for one frame; ``stage(name)`` is a context manager."""
 
@@ -73,10 +71,15 @@ class Pipeline:
     background memory) keyed by feed, and the grower's state across frames."""
 
     def __init__(self, config: PipelineConfig = PipelineConfig(), segmenter: str = "mediapipe",
-                 canvas_size: tuple[int, int] | None = None, grower=None):
+                 canvas_size: tuple[int, int] | None = None, grower=None, segmenter_pool=None):
+        """``segmenter_pool`` (optional): where feeds' segmenters come from and go back to
+        (``acquire()``, ``release(seg)``), so that a server reuses them across rooms instead
+        of building a model graph for every participant; without one each feed builds
+        its own and closes it when it leaves."""
         self.config = config
         self.segmenter_kind = segmenter
         self.segmenters: dict[Hashable, object] = {}
+        self.segmenter_pool = segmenter_pool
         self.placer = Placer(config.layout, config.memory, canvas_size=canvas_size)
         self.grower = grower if grower is not None else build_grower(config.grow)
         self.compositor = Compositor(config.composite)
@@ -87,8 +90,16 @@ class Pipeline:
     def _segmenter(self, key: Hashable):
         seg = self.segmenters.get(key)
         if seg is None:
-            seg = self.segmenters[key] = make_segmenter(self.segmenter_kind, self.config.segment)
+            seg = self.segmenters[key] = (self.segmenter_pool.acquire() if self.segmenter_pool is not None
+                                          else make_segmenter(self.segmenter_kind, self.config.segment))
         return seg
+
+    def _drop_segmenter(self, key: Hashable) -> None:
+        seg = self.segmenters.pop(key)
+        if self.segmenter_pool is not None:
+            self.segmenter_pool.release(seg)
+        else:
+            seg.close()
 
     def process(self, frames: Sequence[Frame], keys: Sequence[Hashable] | None = None,
                 timer: StageTimer | None = None, opacity: Sequence[float] | None = None) -> Result:
@@ -96,7 +107,7 @@ class Pipeline:
         keys = list(range(len(frames))) if keys is None else list(keys)
         timer = timer or StageTimer()
         for gone in set(self.segmenters) - set(keys):
-            self.segmenters.pop(gone).close()
+            self._drop_segmenter(gone)
         with timer.stage("segment"):
             segs = [self._segmenter(k) for k in keys]
             if len(frames) > 1 and self.config.segment.threads > 1:
@@ -127,9 +138,8 @@ class Pipeline:
         self.compositor.reset()
 
     def close(self) -> None:
-        for seg in self.segmenters.values():
-            seg.close()
-        self.segmenters.clear()
+        for key in list(self.segmenters):
+            self._drop_segmenter(key)
         self._pool.shutdown(wait=False)
 
     def __enter__(self):

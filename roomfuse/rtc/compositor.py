@@ -101,14 +101,17 @@ class Compositor:
     the room's rate is set by the slower of the two rather than by their sum.
     """
 
-    def __init__(self, name: str, settings: RoomSettings, clock=time.monotonic, grower_factory=None):
+    def __init__(self, name: str, settings: RoomSettings, clock=time.monotonic, grower_factory=None,
+                 segmenter_pool=None):
         """``grower_factory`` (optional): makes this room's grower, in the room's thread
         (a handle on the server's shared growth service); the grower is closed with the
-        room if it has a ``close``."""
+        room if it has a ``close``. ``segmenter_pool`` (optional): the server's
+        segmenters, lent to this room's feeds (``Pipeline``)."""
         self.name = name
         self.settings = settings
         self.clock = clock
         self._grower_factory = grower_factory
+        self._segmenter_pool = segmenter_pool
         self._grower = None
         self.t0 = clock()
         self.encoder = SharedEncoder(clock=clock)
@@ -124,7 +127,8 @@ class Compositor:
     def _build(self) -> Pipeline:
         s = self.settings
         self._grower = self._grower_factory() if self._grower_factory is not None else None
-        return Pipeline(s.pipeline_config(), segmenter=s.segmenter, canvas_size=s.canvas, grower=self._grower)
+        return Pipeline(s.pipeline_config(), segmenter=s.segmenter, canvas_size=s.canvas, grower=self._grower,
+                        segmenter_pool=self._segmenter_pool)
 
     async def compose(self, feeds: list[FeedInput], now: float) -> Composed:
         loop = asyncio.get_running_loop()

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from .compositor import Compositor, FeedInput, LateLog, RoomSettings
 from .ice import rtc_configuration
+from .reuse import SegmenterPool, give_back_memory
 from .signalling import SignallingError
 from .aiortc_compat import make_prompt
 from .tracks import CompositeFeed, CompositeTrack, FrameSlot, pump
@@ -60,12 +61,13 @@ class Participant:
 
 class Room:
     def __init__(self, name: str, settings: RoomSettings, on_empty=None, clock=time.monotonic,
-                 grower_factory=None):
+                 grower_factory=None, segmenter_pool=None):
         self.name = name
         self.settings = settings
         self.clock = clock
         self.participants: dict[str, Participant] = {}
-        self.compositor = Compositor(name, settings, clock=clock, grower_factory=grower_factory)
+        self.compositor = Compositor(name, settings, clock=clock, grower_factory=grower_factory,
+                                     segmenter_pool=segmenter_pool)
         self.feed = CompositeFeed(self.compositor.encoder)
         self.late = LateLog(name, clock=clock)
         self.composed = 0
@@ -314,10 +316,11 @@ class Rooms:
 
     When rooms batch their growth (``RoomSettings.batch_rooms``), every room's grower is
     a handle on one shared growth service, started with the first room and stopped
-    with the server."""
+    with the server. Segmenters are lent to every room from one pool (``reuse.py``)."""
 
     def __init__(self, settings: RoomSettings, max_rooms: int = 8):
         from ..growth.batch import SharedGrowth, use_batching
+        from ..segment import make_segmenter
 
         self.settings = settings
         self.max_rooms = max_rooms
@@ -328,6 +331,8 @@ class Rooms:
         grow = settings.pipeline.grow
         if use_batching(settings.batch_rooms, grow.grower, grow.device):
             self.growth = SharedGrowth(self._growth_engine, settings.batch_wait_ms / 1e3)
+        self.segmenters = SegmenterPool(lambda: make_segmenter(settings.segmenter, settings.pipeline.segment),
+                                        keep=settings.max_participants)
 
     def _growth_engine(self):
         from ..pipeline import build_grower
@@ -343,7 +348,8 @@ class Rooms:
                 raise SignallingError(f"room {room}: the server already hosts its limit of {self.max_rooms} "
                                       "rooms (--max-rooms); try again later", 503)
             r = self.rooms[room] = Room(room, self.settings, on_empty=self._empty,
-                                        grower_factory=self.growth.client if self.growth else None)
+                                        grower_factory=self.growth.client if self.growth else None,
+                                        segmenter_pool=self.segmenters)
             r.start()
         try:
             return await r.join(name, sdp)
@@ -367,9 +373,14 @@ class Rooms:
     def _empty(self, room: Room) -> None:
         if self.rooms.get(room.name) is room:
             del self.rooms[room.name]
-        task = asyncio.ensure_future(room.close())
+        task = asyncio.ensure_future(self._close_room(room))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+    async def _close_room(self, room: Room) -> None:
+        await room.close()
+        # What the room's frames and threads freed goes back to the system (reuse.py).
+        await asyncio.get_running_loop().run_in_executor(None, give_back_memory)
 
     async def close(self) -> None:
         self.closed = True
@@ -379,3 +390,4 @@ class Rooms:
             await asyncio.gather(*list(self._closing), return_exceptions=True)
         if self.growth is not None:
             self.growth.close()  # every room is closed: nothing waits on it any more
+        await asyncio.get_running_loop().run_in_executor(None, self.segmenters.close)

@@ -250,7 +250,9 @@ async def _serve(server: Server) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from .http import raise_open_file_limit
+    from .reuse import tune_allocator
 
+    tune_allocator()  # before any room allocates: see reuse.py
     verbose = bool(getattr(args, "verbose", False))
     if not verbose:
         # aioice logs every connectivity check at INFO.
