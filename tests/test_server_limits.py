@@ -7,6 +7,7 @@ itself, as a user starts it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -387,3 +388,45 @@ def test_a_short_key_is_warned_about(tmp_path):
             proc.wait()
     warnings = [ln for ln in log_path.read_text().splitlines() if "WARNING" in ln and "--key" in ln]
     assert len(warnings) == 1 and "3 characters" in warnings[0], log_path.read_text()
+
+
+def test_the_last_two_leaving_at_once_close_the_room_once(caplog):
+    """Both find the room empty after their peer connections close, and both ask for it
+    to be closed: the second close must be a no-op, not a failing task in the log."""
+    caplog.set_level(logging.INFO)
+
+    async def main():
+        async with serving(segmenter="key") as srv, aiohttp.ClientSession() as http:
+            people = [Participant(SourceTrack(SyntheticSource(i, size=(320, 180))), f"p{i}") for i in range(2)]
+            try:
+                for p in people:
+                    await p.join(http, srv.base, "lab")
+                for p in people:
+                    await p.wait_frames(5)
+                room = srv.rooms.rooms["lab"]
+                await asyncio.gather(room.close(), room.close())  # what the race amounts to
+                assert room.closed and not room.participants
+                srv.rooms.rooms.pop("lab")
+                for p in people:
+                    await p.close()
+                people = [Participant(SourceTrack(SyntheticSource(i, size=(320, 180))), f"q{i}") for i in range(2)]
+                for p in people:
+                    await p.join(http, srv.base, "lab")
+                for p in people:
+                    await p.wait_frames(5)
+                codes = await asyncio.gather(*(p.leave(http, srv.base, "lab") for p in people))
+                assert codes == [200, 200]
+                await wait_for(lambda: _no_rooms(srv), 10, "the room to close")
+            finally:
+                for p in people:
+                    await p.close()
+
+    run(main, timeout=60)
+    gc.collect()  # a task that failed unobserved says so when it is collected
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, errors
+    _no_tracebacks(caplog)
+
+
+async def _no_rooms(srv) -> bool:
+    return not srv.rooms.rooms and not srv.rooms._closing

@@ -296,6 +296,8 @@ class Room:
         }
 
     async def close(self) -> None:
+        if self.closed:  # two last participants leaving at once both find the room empty
+            return
         self.closed = True
         if self._task is not None:
             self._task.cancel()
