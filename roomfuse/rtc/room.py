@@ -333,8 +333,7 @@ class Rooms:
         grow = settings.pipeline.grow
         if use_batching(settings.batch_rooms, grow.grower, grow.device):
             self.growth = SharedGrowth(self._growth_engine, settings.batch_wait_ms / 1e3)
-        self.segmenters = SegmenterPool(lambda: make_segmenter(settings.segmenter, settings.pipeline.segment),
-                                        keep=settings.max_participants)
+        self.segmenters = SegmenterPool(lambda: make_segmenter(settings.segmenter, settings.pipeline.segment))
 
     def _growth_engine(self):
         from ..pipeline import build_grower
