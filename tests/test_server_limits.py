@@ -430,3 +430,63 @@ def test_the_last_two_leaving_at_once_close_the_room_once(caplog):
 
 async def _no_rooms(srv) -> bool:
     return not srv.rooms.rooms and not srv.rooms._closing
+
+
+# ---- the pieces, with a clock of our own ---------------------------------------------------
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_a_flood_of_refusals_is_summarised(caplog):
+    from roomfuse.rtc.guard import LineLog
+
+    caplog.set_level(logging.INFO)
+    clock = Clock()
+    lines = LineLog(logging.getLogger("roomfuse.test"), burst=3, every_s=10.0, clock=clock)
+    for i in range(10):
+        lines("refused %d", i)
+    lines.flush()  # the window is not over: nothing yet
+    assert [r.getMessage() for r in caplog.records] == ["refused 0", "refused 1", "refused 2"]
+    clock.t += 10.0
+    lines.flush()
+    assert caplog.records[-1].getMessage() == "... and 7 more like that in 10 s"
+    lines("refused again")
+    assert caplog.records[-1].getMessage() == "refused again"
+
+
+def test_key_throttle_forgets_after_a_minute():
+    from roomfuse.rtc.guard import KeyThrottle
+
+    clock = Clock()
+    throttle = KeyThrottle(per_minute=3, clock=clock)
+    for _ in range(3):
+        assert throttle.wait_s("10.0.0.1") == 0
+        throttle.missed("10.0.0.1")
+        clock.t += 1.0
+    assert 56 < throttle.wait_s("10.0.0.1") <= 58  # until the first miss is a minute old
+    assert throttle.wait_s("10.0.0.2") == 0  # per address
+    clock.t += 58.0
+    assert throttle.wait_s("10.0.0.1") == 0
+
+
+def test_the_open_file_limit_is_raised_for_the_caps():
+    import resource
+
+    from roomfuse.rtc.http import raise_open_file_limit
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    limits = ServerLimits(max_connections=300, max_rooms=2)
+    want = 300 + 2 * 200 + 256
+    if hard != resource.RLIM_INFINITY and hard < want:
+        pytest.skip(f"the hard limit here ({hard}) is below {want}")
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        raise_open_file_limit(limits)
+        assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] >= want
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
