@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .argtypes import add_device_argument
 from .errors import RoomfuseError
 
 
@@ -93,8 +94,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", required=True, help="input image")
     parser.add_argument("--output", required=True, help="output image (extension sets the format)")
     parser.add_argument("--grower", default="nca", help="grower name")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                        help="where the growth model runs (auto: CUDA when present)")
+    add_device_argument(parser)
 
 
 def _fill(command: str, args: argparse.Namespace, load) -> str:

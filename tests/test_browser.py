@@ -200,8 +200,11 @@ async def _session(server: Serve, y4m: Path, out: Path) -> None:
             page = await browser.new_page(viewport={"width": 1400, "height": 800})
             errors = []
             page.on("pageerror", lambda e: errors.append(str(e)))
+            # Whatever the pages' Content-Security-Policy blocks, Chromium reports on the console.
+            page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
             # The landing page, opened from the address the server printed.
-            await page.goto(server.url)
+            landing = await page.goto(server.url)
+            assert "frame-ancestors 'none'" in landing.headers.get("content-security-policy", "")
             await page.fill("#room", ROOM)
             await page.click("#join")
             await page.wait_for_url(f"**/r/{ROOM}*")

@@ -8,12 +8,14 @@ import fractions
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import aiohttp
 import numpy as np
 import pytest
 
 from roomfuse.rtc.audio import FRAME, RATE
+from roomfuse.rtc.compositor import ROOM_PIPELINE
 from roomfuse.rtc.sound import Microphone, Speaker
 from roomfuse.synthetic import SyntheticSource
 
@@ -21,6 +23,8 @@ from audio_util import Listener, band_level
 from rtc_util import KEY, SourceTrack, room_info, run, serving
 
 pytestmark = pytest.mark.timeout(120)
+
+TELEA_10 = replace(ROOM_PIPELINE, fps=10, grow=replace(ROOM_PIPELINE.grow, grower="telea"))  # cheap: sound is the subject
 
 
 def clip_with_tone(path, hz: float, seconds: float = 3.0):
@@ -56,7 +60,7 @@ def test_join_sends_a_clips_sound_to_the_room(tmp_path):
     clip = clip_with_tone(tmp_path / "tone.mkv", 523.0)
 
     async def main():
-        async with serving(segmenter="key", grower="telea", fps=10) as srv, aiohttp.ClientSession() as http:
+        async with serving(segmenter="key", pipeline=TELEA_10) as srv, aiohttp.ClientSession() as http:
             listener = Listener(SourceTrack(SyntheticSource(1, size=(320, 180)), fps=5), None, "listener")
             join = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "roomfuse", "join", f"{srv.base}/#key={KEY}", "--name", "clip",

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import aiohttp
 import numpy as np
 import pytest
 
 from roomfuse.rtc.audio import CEILING, FRAME, RATE, Inbox, Limiter, Mixer
+from roomfuse.rtc.compositor import ROOM_PIPELINE
 from roomfuse.rtc.signalling import KEY_HEADER
 from roomfuse.synthetic import SyntheticSource
 
@@ -22,6 +24,8 @@ from rtc_util import KEY, SourceTrack, room_info, run, serving, wait_for
 pytestmark = pytest.mark.timeout(120)
 
 ROOM = "hall"
+# A cheap fill: the sound is the subject.
+TELEA = replace(ROOM_PIPELINE, grow=replace(ROOM_PIPELINE.grow, grower="telea"))
 
 
 def person(seed: int, hz: float | None, name: str, level: float = 0.3) -> Listener:
@@ -39,7 +43,7 @@ async def set_state(http, base: str, who: Listener, token: str | None = None, **
 
 def test_two_participants_each_hear_the_others_tone_and_not_their_own():
     async def main():
-        async with serving(segmenter="key", fps=10, grower="telea") as srv, aiohttp.ClientSession() as http:
+        async with serving(segmenter="key", pipeline=replace(TELEA, fps=10)) as srv, aiohttp.ClientSession() as http:
             a, b = person(1, 440.0, "a"), person(2, 660.0, "b")
             try:
                 await a.join(http, srv.base, ROOM)
@@ -77,7 +81,7 @@ async def loud(who: Listener) -> bool:
 
 def test_mute_silences_a_voice_and_a_participant_without_a_microphone_still_hears():
     async def main():
-        async with serving(segmenter="key", fps=10, grower="telea") as srv, aiohttp.ClientSession() as http:
+        async with serving(segmenter="key", pipeline=replace(TELEA, fps=10)) as srv, aiohttp.ClientSession() as http:
             a, b, c = person(1, 440.0, "a"), person(2, 660.0, "b"), person(3, None, "no-mic")
             try:
                 for p in (a, b, c):
@@ -120,7 +124,7 @@ def test_many_loud_voices_do_not_clip():
     """Four people at 80 % of full scale each: the mix of three of them would reach
     2.4x full scale; the listener's limiter keeps it under the ceiling."""
     async def main():
-        async with serving(segmenter="key", fps=5, grower="telea") as srv, aiohttp.ClientSession() as http:
+        async with serving(segmenter="key", pipeline=replace(TELEA, fps=5)) as srv, aiohttp.ClientSession() as http:
             talkers = [person(i + 1, hz, f"t{i}", level=0.8) for i, hz in enumerate((300.0, 500.0, 700.0, 900.0))]
             listener = person(9, None, "listener")
             try:
@@ -226,23 +230,3 @@ def test_a_voice_is_held_as_long_as_the_same_persons_picture():
     assert v.inbox.wanted == int(Voice.MAX_DELAY_S * RATE)
     v.follow_video(0.0)  # ... nor less than the floor
     assert v.inbox.wanted == int(Voice.MIN_DELAY_S * RATE)
-
-
-def test_audio_receivers_hand_each_packet_on_after_one_more():
-    from aiortc import RTCPeerConnection
-
-    from roomfuse.rtc.tracks import make_prompt_audio
-
-    async def main():
-        pc = RTCPeerConnection()
-        audio = pc.addTransceiver("audio", direction="recvonly")
-        video = pc.addTransceiver("video", direction="recvonly")
-        try:
-            assert make_prompt_audio(audio.receiver)
-            buffer = getattr(audio.receiver, "_RTCRtpReceiver__jitter_buffer")
-            assert buffer._prefetch == 0 and not buffer._is_video
-            assert not make_prompt_audio(video.receiver)  # video keeps its own (make_prompt)
-        finally:
-            await pc.close()
-
-    run(main, timeout=10)

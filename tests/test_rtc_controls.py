@@ -4,11 +4,13 @@ magenta person) over real loopback WebRTC, so what the room shows is a pixel cou
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import aiohttp
 import numpy as np
 import pytest
 
+from roomfuse.rtc.compositor import ROOM_PIPELINE
 from roomfuse.rtc.signalling import KEY_HEADER
 from roomfuse.synthetic import SyntheticSource
 
@@ -18,6 +20,8 @@ from test_rtc_room import magenta_fraction
 pytestmark = pytest.mark.timeout(120)
 
 ROOM = "studio"
+# A cheap fill at a low rate: the controls are the subject, and every peer runs in this process.
+TELEA_10 = replace(ROOM_PIPELINE, fps=10, grow=replace(ROOM_PIPELINE.grow, grower="telea"))
 
 
 class Camera(SourceTrack):
@@ -55,8 +59,8 @@ def test_only_the_host_changes_the_layout_until_the_host_opens_it():
     # Seats "given": with no order chosen the room seats people as they joined (the
     # server's automatic seating is tested in test_seats.py).
     async def main():
-        async with serving(segmenter="key", grower="telea", fps=10, canvas=(1280, 720),
-                           order="given") as srv, \
+        async with serving(segmenter="key", canvas=(1280, 720),
+                           pipeline=replace(TELEA_10, layout=replace(TELEA_10.layout, order="given"))) as srv, \
                 aiohttp.ClientSession() as http:
             a, b, c = synthetic(1, "a"), synthetic(2, "b"), synthetic(3, "c")
             try:
@@ -120,7 +124,7 @@ async def _seated(http, base, order: list[str]) -> bool:
 
 def test_names_are_drawn_under_people_and_can_be_switched_off():
     async def main():
-        async with serving(segmenter="key", grower="telea", fps=10) as srv, aiohttp.ClientSession() as http:
+        async with serving(segmenter="key", pipeline=TELEA_10) as srv, aiohttp.ClientSession() as http:
             a, b = synthetic(1, "Ada"), synthetic(2, "Björk")
             try:
                 await a.join(http, srv.base, ROOM)
@@ -173,7 +177,7 @@ async def _unlabelled(http, base) -> bool:
 
 def test_camera_off_shows_the_room_without_the_person_and_keeps_the_seat():
     async def main():
-        async with serving(segmenter="key", grower="telea", fps=10, stall_s=1.0) as srv, \
+        async with serving(segmenter="key", pipeline=TELEA_10, stall_s=1.0) as srv, \
                 aiohttp.ClientSession() as http:
             a, b = synthetic(1, "a"), synthetic(2, "b")
             try:

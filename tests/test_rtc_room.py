@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import aiohttp
 import cv2
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from aiortc import RTCPeerConnection
 
+from roomfuse.rtc.compositor import ROOM_PIPELINE
 from roomfuse.rtc.ice import rtc_configuration
 from roomfuse.rtc.signalling import offer_body
 from roomfuse.synthetic import SyntheticSource, make_room
@@ -57,7 +59,9 @@ async def people(http, base) -> dict[str, dict]:
 def test_join_and_leave_relayout_on_a_fixed_canvas():
     async def main():
         # Whole pictures in join order, so each tile can be compared with its room.
-        async with serving(segmenter="key", framing=False, order="given") as srv, aiohttp.ClientSession() as http:
+        async with serving(segmenter="key", pipeline=replace(
+                ROOM_PIPELINE, framing=replace(ROOM_PIPELINE.framing, enabled=False),
+                layout=replace(ROOM_PIPELINE.layout, order="given"))) as srv, aiohttp.ClientSession() as http:
             a, b = synthetic(1, "a"), synthetic(2, "b")
             try:
                 await a.join(http, srv.base, ROOM)

@@ -226,7 +226,7 @@ class Voice:
     microphone's track arrives) and what they hear (``track``)."""
 
     # The server delay of a participant's video, less what the audio receive buffer
-    # already holds (tracks.make_prompt_audio: a packet is handed on when the next is in).
+    # already holds (aiortc_compat.make_prompt_audio: a packet is handed on when the next is in).
     RECEIVE_BUFFER_S = FRAME_S
     MIN_DELAY_S = 0.02
     MAX_DELAY_S = 0.25

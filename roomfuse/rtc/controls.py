@@ -95,7 +95,7 @@ async def configure(room, p, layout: str | None = None, names: bool | None = Non
         c.layout = layout
     if order is not None:
         c.order = list(dict.fromkeys(order))
-        room.compositor.seat_mode = "given" if c.order else room.settings.order
+        room.compositor.seat_mode = "given" if c.order else room.settings.pipeline.layout.order
     if names is not None:
         c.names = names
     if open is not None:

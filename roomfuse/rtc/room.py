@@ -25,12 +25,14 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from . import controls
+from .aiortc_compat import make_prompt, make_prompt_audio
 from .audio import Mixer, Voice
 from .compositor import Compositor, FeedInput, LateLog, RoomSettings
 from .controls import RoomControls, Tokens
 from .ice import rtc_configuration
+from .reuse import SegmenterPool, give_back_memory
 from .signalling import SignallingError
-from .tracks import CompositeFeed, CompositeTrack, FrameSlot, make_prompt, make_prompt_audio, pump
+from .tracks import CompositeFeed, CompositeTrack, FrameSlot, pump
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +79,15 @@ class Participant:
 
 class Room:
     def __init__(self, name: str, settings: RoomSettings, on_empty=None, clock=time.monotonic,
-                 grower_factory=None):
+                 grower_factory=None, segmenter_pool=None):
         self.name = name
         self.settings = settings
         self.clock = clock
         self.participants: dict[str, Participant] = {}
-        self.compositor = Compositor(name, settings, clock=clock, grower_factory=grower_factory)
+        self.compositor = Compositor(name, settings, clock=clock, grower_factory=grower_factory,
+                                     segmenter_pool=segmenter_pool)
         self.audio = Mixer(name)
-        self.controls = RoomControls(layout=settings.layout, names=settings.names)
+        self.controls = RoomControls(layout=settings.pipeline.layout.mode, names=settings.names)
         self.feed = CompositeFeed(self.compositor.encoder)
         self.late = LateLog(name, clock=clock)
         self.composed = 0
@@ -351,6 +354,8 @@ class Room:
         }
 
     async def close(self) -> None:
+        if self.closed:  # two last participants leaving at once both find the room empty
+            return
         self.closed = True
         if self._task is not None:
             self._task.cancel()
@@ -367,37 +372,45 @@ class Room:
 
 
 class Rooms:
-    """Every room of a server, made on first join and dropped when the last one leaves.
+    """Every room of a server, made on first join and dropped when the last one leaves;
+    at most ``max_rooms`` at once.
 
     When rooms batch their growth (``RoomSettings.batch_rooms``), every room's grower is
     a handle on one shared growth service, started with the first room and stopped
-    with the server."""
+    with the server. Segmenters are lent to every room from one pool (``reuse.py``)."""
 
-    def __init__(self, settings: RoomSettings):
+    def __init__(self, settings: RoomSettings, max_rooms: int = 8):
         from ..growth.batch import SharedGrowth, use_batching
+        from ..segment import make_segmenter
 
         self.settings = settings
+        self.max_rooms = max_rooms
         self.rooms: dict[str, Room] = {}
         self.tokens = Tokens()
         self._closing: set[asyncio.Task] = set()
         self.closed = False
         self.growth = None
-        if use_batching(settings.batch_rooms, settings.grower, settings.device):
+        grow = settings.pipeline.grow
+        if use_batching(settings.batch_rooms, grow.grower, grow.device):
             self.growth = SharedGrowth(self._growth_engine, settings.batch_wait_ms / 1e3)
+        self.segmenters = SegmenterPool(lambda: make_segmenter(settings.segmenter, settings.pipeline.segment))
 
     def _growth_engine(self):
-        from ..growth import make_grower
+        from ..pipeline import build_grower
 
-        grow = self.settings.pipeline_config().grow
-        return make_grower(grow.grower, device=grow.device, threads=grow.threads)
+        return build_grower(self.settings.pipeline.grow)
 
     async def join(self, room: str, name: str, sdp: str) -> tuple[str, str]:
         if self.closed:
             raise SignallingError("the server is shutting down", 503)
         r = self.rooms.get(room)
         if r is None:
+            if len(self.rooms) >= self.max_rooms:
+                raise SignallingError(f"room {room}: the server already hosts its limit of {self.max_rooms} "
+                                      "rooms (--max-rooms); try again later", 503)
             r = self.rooms[room] = Room(room, self.settings, on_empty=self._empty,
-                                        grower_factory=self.growth.client if self.growth else None)
+                                        grower_factory=self.growth.client if self.growth else None,
+                                        segmenter_pool=self.segmenters)
             r.start()
         try:
             return await r.join(name, sdp)
@@ -415,16 +428,22 @@ class Rooms:
         r = self.rooms.get(room)
         if r is None:
             return {"room": room, "canvas": list(self.settings.canvas), "fps": 0.0, "composed": 0,
-                    "late": 0, "stage_ms": {}, "bitrate": None, "host": None, "layout": self.settings.layout,
-                    "names": self.settings.names, "order": [], "open": False, "participants": []}
+                    "late": 0, "stage_ms": {}, "bitrate": None, "host": None,
+                    "layout": self.settings.pipeline.layout.mode, "names": self.settings.names, "order": [],
+                    "open": False, "participants": []}
         return r.describe()
 
     def _empty(self, room: Room) -> None:
         if self.rooms.get(room.name) is room:
             del self.rooms[room.name]
-        task = asyncio.ensure_future(room.close())
+        task = asyncio.ensure_future(self._close_room(room))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
+
+    async def _close_room(self, room: Room) -> None:
+        await room.close()
+        # What the room's frames and threads freed goes back to the system (reuse.py).
+        await asyncio.get_running_loop().run_in_executor(None, give_back_memory)
 
     async def close(self) -> None:
         self.closed = True
@@ -434,3 +453,4 @@ class Rooms:
             await asyncio.gather(*list(self._closing), return_exceptions=True)
         if self.growth is not None:
             self.growth.close()  # every room is closed: nothing waits on it any more
+        await asyncio.get_running_loop().run_in_executor(None, self.segmenters.close)
