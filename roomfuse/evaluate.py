@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .argtypes import add_device_argument
 from .growth.scores import flicker, score
 
 GAP_WIDTHS = (48, 96, 160)
@@ -231,9 +232,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder for results.md/.json and examples.png")
     parser.add_argument("--data", default=None,
                         help="data root (default $ROOMFUSE_DATA or ../shared/data)")
-    parser.add_argument("--checkpoint", default=None, help="growth model (default models/nca.pt)")
+    parser.add_argument("--checkpoint", default=None, metavar="FILE",
+                        help="growth-model weights (default: the ones shipped with roomfuse)")
     parser.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated grower names")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device_argument(parser, "the growth model")
     parser.add_argument("--frames", type=int, default=60,
                         help="frames per clip for flicker and timing")
 

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..argtypes import add_device_argument
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -227,8 +229,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--val-every", type=int, default=d.val_every)
     parser.add_argument("--threads", type=int, default=0, help="torch threads, 0 to let torch choose")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                        help="auto: CUDA when present")
+    add_device_argument(parser, "training")
 
 
 def main(args: argparse.Namespace) -> int:
