@@ -30,20 +30,20 @@ import platform
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
 import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
-from aiortc.jitterbuffer import JitterBuffer
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from roomfuse.rtc.audio import FRAME, RATE, Inbox, Mixer, Voice
-from roomfuse.rtc.compositor import RoomSettings
+from roomfuse.rtc.aiortc_compat import make_prompt, make_prompt_audio
+from roomfuse.rtc.compositor import ROOM_PIPELINE, RoomSettings
 from roomfuse.rtc.ice import rtc_configuration
 from roomfuse.rtc.server import Server
 from roomfuse.rtc.signalling import KEY_HEADER, offer_body, offer_url, parse_answer, room_url
-from roomfuse.rtc.tracks import make_prompt
 from roomfuse.synthetic import SyntheticSource
 
 KEY = "bench"
@@ -138,8 +138,7 @@ class Peer:
             if t.kind == "video":
                 make_prompt(t.receiver)
             else:
-                # One packet, not aiortc's four, before a sound is handed on.
-                setattr(t.receiver, "_RTCRtpReceiver__jitter_buffer", JitterBuffer(capacity=16, prefetch=0))
+                make_prompt_audio(t.receiver)  # one packet, not aiortc's four, before a sound is handed on
         await self.pc.setLocalDescription(await self.pc.createOffer())
         async with http.post(offer_url(base, ROOM), json=offer_body(self.pc.localDescription.sdp, self.name, KEY)) as r:
             sdp, self.id = parse_answer(await r.json())
@@ -165,7 +164,8 @@ def onsets(times: np.ndarray, values: np.ndarray, events: list[float], on) -> li
 async def measure(args) -> dict:
     if args.no_follow:
         Voice.follow_video = lambda self, delay: None
-    settings = RoomSettings(segmenter="key", fps=args.fps, grower=args.grower)
+    settings = RoomSettings(segmenter="key", pipeline=replace(ROOM_PIPELINE, fps=args.fps,
+                                                              grow=replace(ROOM_PIPELINE.grow, grower=args.grower)))
     async with Server(settings, KEY, host="127.0.0.1", port=0) as server, aiohttp.ClientSession() as http:
         t0 = time.time() + 4.0  # the first clap, once both are in and the room runs
         sender = Peer("sender", ClapVideo(t0, args.fps), ClapAudio(t0))
