@@ -111,7 +111,11 @@ async def _tile_is(http, base, pid, tile) -> bool:
 def test_frozen_participant_fades_out_and_is_removed():
     async def main():
         stall, fade = 1.0, 1.0
-        async with serving(segmenter="key", stall_s=stall, fade_s=fade) as srv, aiohttp.ClientSession() as http:
+        # Seats in join order: automatic seating may swap the two after b's tile is read,
+        # and the fade, not the seating, is the subject here.
+        in_join_order = replace(ROOM_PIPELINE, layout=replace(ROOM_PIPELINE.layout, order="given"))
+        async with serving(segmenter="key", pipeline=in_join_order, stall_s=stall, fade_s=fade) as srv, \
+                aiohttp.ClientSession() as http:
             a, b = synthetic(1, "a"), synthetic(2, "b")
             try:
                 await a.join(http, srv.base, ROOM)
