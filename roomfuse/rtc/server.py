@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..argtypes import add_device_argument, add_model_arguments, non_negative_int, number, positive_float, size
 from ..config import ServerLimits
-from ..errors import RoomfuseError
+from ..errors import ConfigError, RoomfuseError
 from ..growth import DEFAULT_GROWER, GROWERS
 from ..layout import MAX_FEEDS
 from .compositor import ROOM_PIPELINE, RoomSettings
@@ -128,6 +128,8 @@ def preflight(settings: RoomSettings) -> None:
     grow = settings.pipeline.grow
     try:
         use_batching(settings.batch_rooms, grow.grower, grow.device)
+    except ConfigError:
+        raise  # names its own flag (--device)
     except ValueError as e:
         raise ServeError(f"--batch-rooms {settings.batch_rooms}: {e}") from None
     try:
