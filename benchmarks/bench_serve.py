@@ -45,7 +45,7 @@ from roomfuse.capture import ClipSource
 from roomfuse.datapath import data_root
 from roomfuse.rtc.ice import rtc_configuration, use_host_addresses
 from roomfuse.rtc.signalling import KEY_HEADER, offer_body, offer_url, parse_answer, room_url
-from roomfuse.rtc.tracks import make_prompt
+from roomfuse.rtc.aiortc_compat import make_prompt
 
 KEY = "bench"
 TIME_BASE = fractions.Fraction(1, 90000)

@@ -50,3 +50,24 @@ def size(*, low: int = 1, high: int | None = None, even: bool = False) -> Callab
             raise argparse.ArgumentTypeError(f"must be {rule}, got {text!r}")
         return dims
     return parse
+
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("float32", "float16")
+
+
+def add_device_argument(p: argparse.ArgumentParser, what: str = "the growth model") -> None:
+    """``--device``, the same in every command. Only the name is checked here: whether
+    CUDA is really there is known once torch is imported, when the grower is built
+    (``growth.nca_grower.resolve_device``), which raises a ``ConfigError``."""
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help=f"where {what} runs (auto: CUDA when present)")
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """``--checkpoint`` and ``--precision``: which growth-model weights, and in what precision."""
+    p.add_argument("--checkpoint", default=None, metavar="FILE",
+                   help="growth-model weights (default: the ones shipped with roomfuse)")
+    p.add_argument("--precision", choices=PRECISIONS, default="float32",
+                   help="growth-model arithmetic; float16 is honoured on CUDA only, where it changes "
+                        "results slightly")

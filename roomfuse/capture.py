@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from .errors import RoomfuseError
 
+import logging
 import os
 import time
 from pathlib import Path
@@ -18,13 +19,24 @@ import numpy as np
 
 from .frames import Frame
 
+log = logging.getLogger(__name__)
+
+# A clip whose frames end this much before the length its header declares was cut off
+# (a copy interrupted, a recording whose writer died); within it, the last frame's
+# duration and rounding. Whichever is longer: seconds, or frame periods.
+SHORT_BY_S, SHORT_BY_FRAMES = 0.5, 5
+
 
 class SourceError(RoomfuseError):
     """A source that cannot deliver frames. The message is one line naming the source."""
 
 
 class ClipSource:
-    """A video file decoded with PyAV (anything FFmpeg reads), looping at the end."""
+    """A video file decoded with PyAV (anything FFmpeg reads), looping at the end.
+
+    A clip damaged mid-way (cut off, or with corrupt data inside) plays what decodes
+    and says so once: ``damage`` is the first sign of it, logged as a warning naming
+    the file. Only a clip with no decodable frame at all is an error."""
 
     def __init__(self, path: str | os.PathLike, loop: bool = True):
         self.path = Path(path)
@@ -39,6 +51,7 @@ class ClipSource:
         self._current: Frame | None = None
         self._pending: Frame | None = None
         self._count = 0
+        self.damage: str | None = None
         self._open()
         first = self._decode_next()
         if first is None:
@@ -83,9 +96,14 @@ class ClipSource:
         try:
             av_frame = next(self._frames)
         except StopIteration:
+            self._check_length()
             return None
         except Exception as e:
-            raise SourceError(f"{self.path}: cannot decode ({_reason(e)})") from None
+            if self._count == 0:
+                raise SourceError(f"{self.path}: cannot decode ({_reason(e)})") from None
+            # Past the first frame: play what decoded, as a cut-off clip.
+            self._damaged(f"decoding stopped after {self._last_local:.1f} s ({_reason(e)})")
+            return None
         t = av_frame.time
         if t is None:  # no timestamps: fall back to the nominal rate
             t = self._count / (self._rate or 30.0)
@@ -94,10 +112,26 @@ class ClipSource:
             self._start_pts = t
         local = t - self._start_pts
         self._last_local = max(self._last_local, local)
+        if av_frame.is_corrupt:
+            self._damaged(f"corrupt data at {local:.1f} s")
         image = av_frame.to_ndarray(format="rgb24")
         frame = Frame(image=image, pts=local + self._offset, index=self._count, source=str(self.path))
         self._count += 1
         return frame
+
+    def _check_length(self) -> None:
+        """At the end of the first pass: did the frames end long before the clip should?"""
+        if self._period is not None or self.duration is None or self._count == 0:
+            return
+        end = self._last_local + 1.0 / (self._rate or 30.0)
+        if self.duration - end > max(SHORT_BY_S, SHORT_BY_FRAMES / (self._rate or 30.0)):
+            self._damaged(f"frames end at {end:.1f} s of the {self.duration:.1f} s its header declares "
+                          "(cut off?)")
+
+    def _damaged(self, what: str) -> None:
+        if self.damage is None:
+            self.damage = what
+            log.warning("%s: damaged: %s; playing what decodes", self.path, what)
 
     def _advance(self) -> Frame:
         """Move to the next frame, looping at the end of the clip."""

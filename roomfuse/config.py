@@ -103,6 +103,12 @@ class GrowConfig:
     # small: a second thread saves little and its spinning steals the core that decodes
     # and segments (2 feeds at 360: 46.8 fps end to end with 2, 50.4 with 1).
     threads: int = 1
+    # The growth model's weights (a file written by `roomfuse train`); None: the weights
+    # shipped inside the package. Learned growers only.
+    checkpoint: str | None = None
+    # "float32", or "float16": half the memory traffic on CUDA, slightly different
+    # results; on a CPU the model always runs in float32. Learned growers only.
+    precision: str = "float32"
 
 
 @dataclass(frozen=True)
@@ -154,3 +160,27 @@ class PipelineConfig:
     fill: RoomFillConfig = field(default_factory=RoomFillConfig)
     composite: CompositeConfig = field(default_factory=CompositeConfig)
     fps: float = 30.0  # output frame rate; sources are sampled at their own timestamps
+
+
+@dataclass(frozen=True)
+class ServerLimits:
+    """What `roomfuse serve` allows, so that one client, or many, cannot take it over.
+    Each is a flag of `serve`; a refusal is one log line."""
+
+    # Rooms at once. A live room costs about 30-40 MB and 8 threads, and on two CPU
+    # cores two rooms of two already fill the machine.
+    max_rooms: int = 8
+    # Open HTTP connections, in all and per client address. A browser in a room holds
+    # one or two (it polls the room's state); a page load opens up to six.
+    max_connections: int = 256
+    max_connections_per_address: int = 32
+    # A request header must arrive complete within this of the connection opening (or
+    # of its first byte after the previous answer); a request body within
+    # body_timeout_s of its header. An offer is 5-10 KB: far under a second on any
+    # network a video call could run over.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 10.0
+    # A keep-alive connection with no request in flight is closed after this.
+    idle_timeout_s: float = 30.0
+    # Wrong room keys per client address per minute before its keys are refused.
+    wrong_keys_per_minute: int = 10

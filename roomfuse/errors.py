@@ -7,4 +7,11 @@ class RoomfuseError(Exception):
     pass
 
 
+class ConfigError(RoomfuseError, ValueError):
+    """A setting that cannot be honoured on this machine or with these files: a device
+    that is not there, a checkpoint that does not load, flags that contradict each
+    other. Raised where the setting is first used (building a grower, opening a
+    model), so every command stops at the same boundary with the same one line."""
+
+
 USER_ERRORS = (RoomfuseError,)

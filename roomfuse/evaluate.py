@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .argtypes import add_device_argument
 from .growth.scores import flicker, score
 
 GAP_WIDTHS = (48, 96, 160)
@@ -251,11 +252,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder for results.md/.json, examples.png and realism.png")
     parser.add_argument("--data", default=None,
                         help="data root (default $ROOMFUSE_DATA or ../shared/data)")
-    parser.add_argument("--checkpoint", default=None, help="growth model weights (default: the shipped ones)")
+    parser.add_argument("--checkpoint", default=None, metavar="FILE",
+                        help="growth-model weights (default: the ones shipped with roomfuse)")
     parser.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated grower names")
     parser.add_argument("--kinds", default=None,
                         help="only these kinds of case, comma-separated (e.g. 'gap 96,person')")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    add_device_argument(parser, "the growth model")
     parser.add_argument("--frames", type=positive_int, default=60,
                         help="frames per clip for flicker and timing")
 
@@ -264,9 +266,7 @@ def main(args: argparse.Namespace) -> int:
     from .eval_report import markdown
     from .growth import UnknownGrower
     from .growth.checkpoint import CheckpointError
-    from .growth.data import DataError
-
-    from .growth.data import data_root
+    from .growth.data import DataError, data_root
 
     names = [n.strip() for n in args.methods.split(",") if n.strip()]
     kinds = [k.strip() for k in args.kinds.split(",")] if args.kinds else None

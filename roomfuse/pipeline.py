@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 
 from .composite import Compositor, fade_people
-from .config import PipelineConfig
+from .config import GrowConfig, PipelineConfig
+from .errors import ConfigError
 from .frames import Canvas, Frame
 from .framing import Framer
 from .growth import make_grower
@@ -30,6 +31,20 @@ log = logging.getLogger(__name__)
 
 STAGES = ("decode", "segment", "frame", "layout", "grow", "composite")
 COVERED_ALPHA = 0.98  # a person this opaque shows at most 2 % of the fill behind them
+LEARNED_GROWERS = ("nca",)  # growers that load weights: checkpoint and precision apply
+
+
+def build_grower(grow: GrowConfig):
+    """The grower ``grow`` describes, weights and precision included."""
+    if grow.precision not in ("float32", "float16"):
+        raise ConfigError(f"precision {grow.precision!r}: choose float32 or float16")
+    options = {}
+    if grow.grower in LEARNED_GROWERS:
+        options = {"checkpoint": grow.checkpoint, "half": grow.precision == "float16"}
+    elif grow.checkpoint is not None:
+        raise ConfigError(f"--checkpoint {grow.checkpoint}: only the growth model (--grower nca) "
+                          f"loads weights, not {grow.grower}")
+    return make_grower(grow.grower, device=grow.device, threads=grow.threads, **options)
 
 
 class StageTimer:
@@ -62,18 +77,22 @@ class Pipeline:
     frames."""
 
     def __init__(self, config: PipelineConfig = PipelineConfig(), segmenter: str = "mediapipe",
-                 canvas_size: tuple[int, int] | None = None, grower=None):
+                 canvas_size: tuple[int, int] | None = None, grower=None, segmenter_pool=None):
+        """``segmenter_pool`` (optional): where feeds' segmenters come from and go back to
+        (``acquire()``, ``release(seg)``), so that a server reuses them across rooms instead
+        of building a model graph for every participant; without one each feed builds
+        its own and closes it when it leaves."""
         self.config = config
         self.segmenter_kind = segmenter
         self.segmenters: dict[Hashable, object] = {}
+        self.segmenter_pool = segmenter_pool
         # Faces are found by mediapipe where people are segmented by it; a colour-keyed
         # synthetic participant has no face, only a matte with a head.
         self.framer = Framer(config.framing, fps=config.fps,
                              finder="mediapipe" if segmenter == "mediapipe" else "matte",
                              ) if config.framing.enabled else None
         self.placer = Placer(config.layout, config.memory, canvas_size=canvas_size, framing=config.framing)
-        self.grower = grower if grower is not None else make_grower(
-            config.grow.grower, device=config.grow.device, threads=config.grow.threads)
+        self.grower = grower if grower is not None else build_grower(config.grow)
         self.compositor = Compositor(config.composite)
         self.room_fill = self._room_fill(config) if config.fill.enabled else None
         self._pool = ThreadPoolExecutor(max_workers=max(1, config.segment.threads),
@@ -98,8 +117,16 @@ class Pipeline:
     def _segmenter(self, key: Hashable):
         seg = self.segmenters.get(key)
         if seg is None:
-            seg = self.segmenters[key] = make_segmenter(self.segmenter_kind, self.config.segment)
+            seg = self.segmenters[key] = (self.segmenter_pool.acquire() if self.segmenter_pool is not None
+                                          else make_segmenter(self.segmenter_kind, self.config.segment))
         return seg
+
+    def _drop_segmenter(self, key: Hashable) -> None:
+        seg = self.segmenters.pop(key)
+        if self.segmenter_pool is not None:
+            self.segmenter_pool.release(seg)
+        else:
+            seg.close()
 
     def process(self, frames: Sequence[Frame], keys: Sequence[Hashable] | None = None,
                 timer: StageTimer | None = None, opacity: Sequence[float] | None = None) -> Result:
@@ -107,7 +134,7 @@ class Pipeline:
         keys = list(range(len(frames))) if keys is None else list(keys)
         timer = timer or StageTimer()
         for gone in set(self.segmenters) - set(keys):
-            self.segmenters.pop(gone).close()
+            self._drop_segmenter(gone)
         with timer.stage("segment"):
             segs = [self._segmenter(k) for k in keys]
             if len(frames) > 1 and self.config.segment.threads > 1:
@@ -181,9 +208,8 @@ class Pipeline:
     def close(self) -> None:
         if self.room_fill is not None:
             self.room_fill.close()
-        for seg in self.segmenters.values():
-            seg.close()
-        self.segmenters.clear()
+        for key in list(self.segmenters):
+            self._drop_segmenter(key)
         if self.framer is not None:
             self.framer.close()
         self._pool.shutdown(wait=False)

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .argtypes import non_negative_int, positive_float, positive_int
+from .argtypes import add_device_argument, add_model_arguments, non_negative_int, positive_float, positive_int
 from .capture import SourceError, open_source
 from .config import FramingConfig, GrowConfig, LayoutConfig, PipelineConfig, SegmentConfig
 from .growth import DEFAULT_GROWER, GROWERS
@@ -39,8 +39,8 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto: seat feeds so neighbouring rooms are most alike; given: in the order named")
     p.add_argument("--grower", choices=sorted(GROWERS), default=DEFAULT_GROWER,
                    help="what fills the gaps and hidden background")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="where the growth model runs")
+    add_device_argument(p)
+    add_model_arguments(p)
     p.add_argument("--fps", type=positive_float, default=30.0, help="output frame rate")
     p.add_argument("--segmenter", choices=("mediapipe", "key"), default="mediapipe",
                    help="person segmentation (key: colour key, for synthetic sources)")
@@ -58,7 +58,8 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         framing=FramingConfig(enabled=args.framing == "on"),
         layout=LayoutConfig(height=args.height, gap=args.gap, margin=args.margin, mode=args.layout,
                             order=args.order),
-        grow=GrowConfig(grower=args.grower, device=args.device),
+        grow=GrowConfig(grower=args.grower, device=args.device, checkpoint=args.checkpoint,
+                        precision=args.precision),
         fps=args.fps,
     )
 

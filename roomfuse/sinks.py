@@ -1,12 +1,12 @@
 """Where composites go when they are not sent over WebRTC: a video file."""
 from __future__ import annotations
 
-from .errors import RoomfuseError
-
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+
+from .errors import RoomfuseError
 
 
 class SinkError(RoomfuseError):
@@ -33,7 +33,8 @@ class VideoWriter:
         except Exception as e:
             raise SinkError(f"{self.path}: cannot write ({str(e).splitlines()[0][:120]})") from None
         self._stream = None
-        self.frames = 0
+        self.frames = 0  # frames encoded
+        self._next = 0  # the lowest frame number still free
 
     def _open_stream(self, w: int, h: int) -> None:
         webm = self.path.suffix.lower() == ".webm"
@@ -45,15 +46,22 @@ class VideoWriter:
         if not webm:
             self._stream.options = {"crf": str(self.crf), "preset": "veryfast"}
 
-    def write(self, image: np.ndarray) -> None:
+    def write(self, image: np.ndarray, index: int | None = None) -> None:
+        """Append ``image`` as frame number ``index`` (at ``index / fps`` seconds; the
+        next number by default). Numbers must grow; a number skipped shows the frame
+        before it for longer, as a repeat would, without encoding one."""
         import av
 
         h, w = image.shape[:2]
         w2, h2 = w - w % 2, h - h % 2
         if self._stream is None:
             self._open_stream(w2, h2)
+        index = self._next if index is None else index
+        if index < self._next:
+            raise SinkError(f"{self.path}: frame {index} written after frame {self._next - 1}")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image[:h2, :w2]), format="rgb24")
-        frame.pts = self.frames
+        frame.pts = index
+        self._next = index + 1
         frame.time_base = Fraction(1) / self._stream.codec_context.framerate
         for packet in self._stream.encode(frame):
             self._container.mux(packet)

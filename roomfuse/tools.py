@@ -4,18 +4,21 @@
     roomfuse extend --image webcam.jpg --width 853 --output wide.png [--grower nca]
 
 The mask is any image of the same size; non-zero pixels are missing. ``extend`` centres
-the image on a wider canvas (e.g. a 4:3 frame to 16:9) and grows the margins. Bad input
-(a missing or undecodable file, a size mismatch) is one line on stderr naming the file
-and the reason, exit status 2.
+the image on a wider canvas (e.g. a 4:3 frame to 16:9) and grows the margins. Progress
+goes to stderr, and a last line on stdout says what was written. Bad input (a missing or
+undecodable file, a size mismatch) is one line on stderr naming the file and the reason,
+exit status 2.
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
+from .argtypes import add_device_argument
 from .errors import RoomfuseError
 
 
@@ -90,8 +93,33 @@ def _grower(name: str, device: str):
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", required=True, help="input image")
     parser.add_argument("--output", required=True, help="output image (extension sets the format)")
-    parser.add_argument("--grower", default="nca", help="grower name (default: nca)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--grower", default="nca", help="grower name")
+    add_device_argument(parser)
+
+
+def _fill(command: str, args: argparse.Namespace, load) -> str:
+    """Read, grow and write, with progress on stderr once the input is known to be good;
+    returns the line saying what was written. ``load()`` returns (canvas, known mask)."""
+    import cv2
+
+    from .progress import Progress
+
+    t0 = time.perf_counter()
+    canvas, known = load()
+    out_path = Path(args.output)
+    if out_path.parent and not out_path.parent.is_dir():
+        raise InputError(f"{args.output}: folder {out_path.parent} does not exist")
+    if not cv2.haveImageWriter(str(out_path)):
+        raise InputError(f"{args.output}: cannot write an image there (unknown extension?)")
+    grower = _grower(args.grower, args.device)
+    with Progress(2, command) as bar:
+        out = grower.fill(canvas, known)
+        bar.update(1, note=f"grown with {args.grower}")
+        write_rgb(args.output, out)
+        bar.update(1, note="written")
+    share = 100.0 * float((~known).mean())
+    return (f"wrote {args.output} ({out.shape[1]}x{out.shape[0]}, {share:.0f} % grown with {args.grower}, "
+            f"{time.perf_counter() - t0:.1f} s)")
 
 
 def add_inpaint_arguments(parser: argparse.ArgumentParser) -> None:
@@ -105,11 +133,12 @@ def add_extend_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def inpaint_main(args: argparse.Namespace) -> int:
-    try:
+    def load():
         image = read_rgb(args.image)
-        missing = read_mask(args.mask, image.shape[:2])
-        out = _grower(args.grower, args.device).fill(image, ~missing)
-        write_rgb(args.output, out)
+        return image, ~read_mask(args.mask, image.shape[:2])
+
+    try:
+        print(_fill("inpaint", args, load), flush=True)
     except InputError as err:
         print(f"roomfuse inpaint: {err}", file=sys.stderr)
         return 2
@@ -118,10 +147,7 @@ def inpaint_main(args: argparse.Namespace) -> int:
 
 def extend_main(args: argparse.Namespace) -> int:
     try:
-        image = read_rgb(args.image)
-        canvas, known = extend_canvas(image, args.width)
-        out = _grower(args.grower, args.device).fill(canvas, known)
-        write_rgb(args.output, out)
+        print(_fill("extend", args, lambda: extend_canvas(read_rgb(args.image), args.width)), flush=True)
     except InputError as err:
         print(f"roomfuse extend: {err}", file=sys.stderr)
         return 2

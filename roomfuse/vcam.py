@@ -77,11 +77,14 @@ class NewestFrame:
         self._seq = 0
         self._image: np.ndarray | None = None
         self._image_seq = 0
+        self.first_at: float | None = None  # clock time of the first put
 
     def put(self, item: Any) -> None:
         with self._lock:
             self._item = item
             self._seq += 1
+            if self.first_at is None:
+                self.first_at = time.monotonic()
 
     @property
     def seq(self) -> int:
@@ -108,18 +111,32 @@ class PacedOutput:
     is not repeated for a repeated frame); a tick with no new frame sends the previous
     prepared frame again, or ``idle`` before there has been any. An exception from the
     sink stops the thread and is kept in ``error`` for the owner to report.
+
+    Late ticks (the sink or the machine too slow for the rate) are never made up with a
+    burst. ``timed`` sinks are called ``send(image, tick)`` with the tick's number since
+    their first frame: a recording stamps the frame with it, so the ticks it was too late
+    for are covered by the frame before (the last frame repeated, at no encoding cost)
+    and the file lasts as long as the call; ``stop`` stamps the last frame once more at
+    the tick it stopped on. ``pace`` (optional) replaces the fixed clock between sends,
+    e.g. pyvirtualcam's own ``sleep_until_next_frame``, which paces from the previous
+    send and adapts to the time the sends take.
     """
 
-    def __init__(self, name: str, slot: NewestFrame, fps: float, send: Callable[[np.ndarray], None],
+    def __init__(self, name: str, slot: NewestFrame, fps: float, send: Callable[..., None],
                  prepare: Callable[[np.ndarray], np.ndarray] = lambda image: image,
-                 idle: np.ndarray | None = None):
+                 idle: np.ndarray | None = None, timed: bool = False,
+                 pace: Callable[[], None] | None = None):
         self.name = name
         self.fps = fps
         self._slot, self._send, self._prepare, self._current = slot, send, prepare, idle
+        self.timed = timed
+        self._pace = pace
         self.sent = 0  # frames handed to the sink, repeats included
         self.fresh = 0  # distinct frames taken from the slot
         self.late = 0  # ticks skipped because the sink or the machine was too slow
+        self.ticks = 0  # the tick number of the newest frame sent (timed sinks)
         self.error: BaseException | None = None
+        self._first: float | None = None  # clock time of the first frame sent
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"roomfuse-{name}", daemon=True)
 
@@ -128,13 +145,42 @@ class PacedOutput:
         return self
 
     def stop(self) -> None:
+        """Stop at once; a timed sink gets its last frame stamped with the tick of now.
+        Safe to repeat: only the first call counts."""
+        if self._stop.is_set():
+            return
+        stopped_at = time.monotonic()
         self._stop.set()
         if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join()
+        if self.timed and self.error is None and self._first is not None and self._current is not None:
+            tick = int((stopped_at - self._first) * self.fps)
+            if tick > self.ticks:
+                try:
+                    self._send(self._current, tick)
+                    self.ticks = tick
+                except Exception as e:
+                    self.error = e
 
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
+
+    @property
+    def seconds(self) -> float:
+        """How long the frames sent so far cover (timed sinks: up to the newest tick)."""
+        return (self.ticks + 1) / self.fps if self.sent else 0.0
+
+    def _emit(self, now: float) -> None:
+        if not self.timed:
+            self._send(self._current)
+        else:
+            if self._first is None:
+                self._first = now
+            tick = max(self.ticks + 1 if self.sent else 0, int(round((now - self._first) * self.fps)))
+            self._send(self._current, tick)
+            self.ticks = tick
+        self.sent += 1
 
     def _run(self) -> None:
         period = 1.0 / self.fps
@@ -142,30 +188,32 @@ class PacedOutput:
         next_t = time.monotonic()
         warned_at, warned_late = -1e9, 0
         try:
-            while True:
+            while not self._stop.is_set():
                 seq, image = self._slot.get()
                 if seq != last_seq and image is not None:
                     self._current = self._prepare(image)
                     last_seq = seq
                     self.fresh += 1
                 if self._current is not None:
-                    self._send(self._current)
-                    self.sent += 1
+                    self._emit(time.monotonic())
+                if self._pace is not None:
+                    self._pace()
+                    continue
                 next_t += period
                 now = time.monotonic()
                 if now - next_t > period:
-                    # More than a whole frame behind: skip the missed ticks rather than
-                    # sending a burst, which a camera reader would see as stutter anyway.
+                    # More than a whole frame behind: go on from now rather than sending
+                    # a burst, which a camera reader would see as stutter anyway.
                     missed = int((now - next_t) / period)
                     self.late += missed
                     next_t += missed * period
                     # Say so once half a second of frames is lost, then at most every 10 s.
                     if self.late - warned_late >= self.fps / 2 and now - warned_at > 10:
-                        log.warning("%s: slower than real time (%d frames skipped so far at %.0f fps)",
-                                    self.name, self.late, self.fps)
+                        log.warning("%s: slower than real time (%d of %.0f frames a second missed so far; "
+                                    "%s)", self.name, self.late, self.fps,
+                                    "the previous frame covers them" if self.timed else "skipped")
                         warned_at, warned_late = now, self.late
-                if self._stop.wait(max(0.0, next_t - now)):
-                    return
+                self._stop.wait(max(0.0, next_t - now))
         except Exception as e:  # the owner reports it and leaves the room
             self.error = e
 
@@ -205,6 +253,10 @@ class VirtualCamera:
     def send(self, image: np.ndarray) -> None:
         """Send one frame that already has the camera's size (see ``fit``)."""
         self._camera.send(image)
+
+    def sleep_until_next_frame(self) -> None:
+        """pyvirtualcam's pacing: until the next frame is due after the last send."""
+        self._camera.sleep_until_next_frame()
 
     @property
     def frames_sent(self) -> int:

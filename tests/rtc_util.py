@@ -16,6 +16,7 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from roomfuse.config import ServerLimits
 from roomfuse.rtc.compositor import RoomSettings
 from roomfuse.rtc.ice import rtc_configuration
 from roomfuse.rtc.server import Server
@@ -53,9 +54,9 @@ def run(coro_fn, timeout: float = 60.0):
 
 
 @contextlib.asynccontextmanager
-async def serving(**settings):
+async def serving(limits: ServerLimits = ServerLimits(), access_log: bool = False, **settings):
     """A real server on 127.0.0.1 (any free port), with RoomSettings overrides."""
-    server = Server(RoomSettings(**settings), KEY, host="127.0.0.1", port=0)
+    server = Server(RoomSettings(**settings), KEY, host="127.0.0.1", port=0, limits=limits, access_log=access_log)
     await server.start()
     try:
         yield server
@@ -148,6 +149,7 @@ class Participant:
             body = await resp.json()
             assert resp.status == 200, f"join failed: {resp.status} {body}"
         sdp, self.id = parse_answer(body)
+        self.token = body.get("token")  # proves who we are to the state and settings routes
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         return self.id
 

@@ -113,13 +113,20 @@ def make_y4m(clip: Path, path: Path, frames: int = 150, size=(640, 360)) -> Path
 
 
 class Serve:
-    """`roomfuse serve` in a subprocess, as the README starts it (port 0: any free one)."""
+    """`roomfuse serve` in a subprocess, as the README starts it (port 0: any free one).
+    ``restart()`` starts it again on the same port, as a host restarting it would."""
 
-    def __init__(self, folder: Path):
-        self.log = folder / "serve.log"
+    def __init__(self, folder: Path, port: int = 0, extra: tuple[str, ...] = ()):
+        self.folder, self.port, self.extra = folder, port, list(extra)
+        self.starts = 0
+        self.start()
+
+    def start(self) -> None:
+        self.log = self.folder / ("serve.log" if not self.starts else f"serve-{self.starts + 1}.log")
+        self.starts += 1
         with open(self.log, "w") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "roomfuse", "serve", "--port", "0", "--key", KEY],
+                [sys.executable, "-m", "roomfuse", "serve", "--port", str(self.port), "--key", KEY, *self.extra],
                 stdout=subprocess.PIPE, stderr=err, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         line = self.proc.stdout.readline()
         if not line.startswith("roomfuse serve: open "):
@@ -127,9 +134,10 @@ class Serve:
             raise AssertionError(f"serve did not start: {line!r}\n{self.log.read_text()[-3000:]}")
         self.url = line.split("open ", 1)[1].strip()
         self.base = self.url.split("/#", 1)[0]
+        self.port = int(self.base.rsplit(":", 1)[1])
 
-    def room(self) -> dict:
-        req = urllib.request.Request(f"{self.base}/rooms/{ROOM}", headers={"X-Roomfuse-Key": KEY})
+    def room(self, name: str = ROOM) -> dict:
+        req = urllib.request.Request(f"{self.base}/rooms/{name}", headers={"X-Roomfuse-Key": KEY})
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.load(resp)
 
@@ -192,8 +200,11 @@ async def _session(server: Serve, y4m: Path, out: Path) -> None:
             page = await browser.new_page(viewport={"width": 1400, "height": 800})
             errors = []
             page.on("pageerror", lambda e: errors.append(str(e)))
+            # Whatever the pages' Content-Security-Policy blocks, Chromium reports on the console.
+            page.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
             # The landing page, opened from the address the server printed.
-            await page.goto(server.url)
+            landing = await page.goto(server.url)
+            assert "frame-ancestors 'none'" in landing.headers.get("content-security-policy", "")
             await page.fill("#room", ROOM)
             await page.click("#join")
             await page.wait_for_url(f"**/r/{ROOM}*")

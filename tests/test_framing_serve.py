@@ -3,11 +3,13 @@ person further back come out the same size, eyes on one line."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 import aiohttp
 import numpy as np
 import pytest
 
+from roomfuse.rtc.compositor import ROOM_PIPELINE
 from roomfuse.synthetic import SyntheticSource
 
 from rtc_util import Participant, SourceTrack, room_info, run, serving
@@ -16,6 +18,7 @@ from test_framing import _CloseUp
 pytestmark = pytest.mark.timeout(120)
 
 ROOM = "seats"
+IN_JOIN_ORDER = replace(ROOM_PIPELINE, layout=replace(ROOM_PIPELINE.layout, order="given"))
 
 
 def head(image: np.ndarray, tile) -> tuple[int, int]:
@@ -34,7 +37,7 @@ def test_served_room_frames_near_and_far_alike():
     async def main():
         # Seats in join order: seating is tested elsewhere, and a reseat mid-check
         # would move the tiles between reading them and reading the picture.
-        async with serving(segmenter="key", order="given") as srv, aiohttp.ClientSession() as http:
+        async with serving(segmenter="key", pipeline=IN_JOIN_ORDER) as srv, aiohttp.ClientSession() as http:
             far = Participant(SourceTrack(SyntheticSource(1, size=(640, 360), sway=0.02)), "far")
             near = Participant(SourceTrack(_CloseUp(seed=2, zoom=2.2)), "near")
             try:

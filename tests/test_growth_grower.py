@@ -1,14 +1,19 @@
 """NCAGrower: the learned growth model behind the pipeline's Grower interface."""
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
 import torch
 
+from roomfuse.config import GrowConfig
+from roomfuse.errors import ConfigError
 from roomfuse.growth import make_grower
 from roomfuse.growth.checkpoint import CheckpointError, save_checkpoint
 from roomfuse.growth.model import GrowthNet, NCAConfig
-from roomfuse.growth.nca_grower import DEFAULT_CHECKPOINT, MODEL_ENV, NCAGrower
+from roomfuse.growth.nca_grower import DEFAULT_CHECKPOINT, NCAGrower
 from roomfuse.growth.rule import RuleConfig
+from roomfuse.pipeline import build_grower
 
 
 def busy_net(seed=0):
@@ -63,12 +68,18 @@ def test_a_new_canvas_size_starts_afresh(checkpoint):
     assert np.array_equal(out, fresh)
 
 
-def test_checkpoint_from_the_environment(checkpoint, monkeypatch, tmp_path):
-    monkeypatch.setenv(MODEL_ENV, str(checkpoint))
-    assert NCAGrower(device="cpu").net.config.channels == 10
-    monkeypatch.setenv(MODEL_ENV, str(tmp_path / "absent.pt"))
+def test_checkpoint_and_precision_come_from_the_config(checkpoint, tmp_path):
+    grower = build_grower(GrowConfig(grower="nca", device="cpu", checkpoint=str(checkpoint)))
+    assert grower.net.config.channels == 10
+    assert build_grower(GrowConfig(device="cpu")).net.config.channels == 16  # the shipped weights
     with pytest.raises(CheckpointError, match="absent.pt"):
-        NCAGrower(device="cpu")
+        build_grower(GrowConfig(device="cpu", checkpoint=str(tmp_path / "absent.pt")))
+    with pytest.raises(ConfigError, match="--checkpoint .*only the growth model"):
+        build_grower(GrowConfig(grower="telea", checkpoint=str(checkpoint)))
+    with pytest.raises(ConfigError, match="precision"):
+        build_grower(GrowConfig(device="cpu", precision="float8"))
+    # half precision is a CUDA option; on the CPU the grower stays in float32
+    assert build_grower(GrowConfig(device="cpu", precision="float16")).dtype == torch.float32
 
 
 def test_device_choices(checkpoint):
@@ -92,7 +103,11 @@ def test_cuda_computes_the_same_fill_as_the_cpu(checkpoint):
 
 
 def test_shipped_model_loads_through_the_registry():
+    import roomfuse
+
     assert DEFAULT_CHECKPOINT.is_file(), f"{DEFAULT_CHECKPOINT} is not shipped"
+    # Inside the package, so that an installed wheel has it (tests/test_packaging.py).
+    assert DEFAULT_CHECKPOINT.is_relative_to(Path(roomfuse.__file__).parent)
     grower = make_grower("nca", device="cpu")
     image, known = canvas()
     out = grower.fill(image, known)

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 
 import aiohttp
 import pytest
 
+from roomfuse.config import GrowConfig
+from roomfuse.rtc.compositor import ROOM_PIPELINE
 from roomfuse.rtc.server import ServeError, add_arguments, preflight, settings_from_args
 from roomfuse.synthetic import SyntheticSource
 
@@ -21,7 +24,8 @@ def synthetic(seed: int, name: str) -> Participant:
 def test_two_live_rooms_grow_together_and_one_leaving_frees_the_other():
     async def main():
         # A long round: each waits for both rooms, so rounds of two are certain.
-        async with serving(segmenter="key", grower="nca", device="cpu", batch_rooms="on",
+        async with serving(segmenter="key", pipeline=replace(ROOM_PIPELINE, grow=GrowConfig(grower="nca", device="cpu")),
+                           batch_rooms="on",
                            batch_wait_ms=100.0) as srv, aiohttp.ClientSession() as http:
             a, b = synthetic(1, "a"), synthetic(2, "b")
             try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 
 import aiohttp
 import cv2
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 from aiortc import RTCPeerConnection
 
+from roomfuse.rtc.compositor import ROOM_PIPELINE
 from roomfuse.rtc.ice import rtc_configuration
 from roomfuse.rtc.signalling import offer_body
 from roomfuse.synthetic import SyntheticSource, make_room
@@ -57,7 +59,9 @@ async def people(http, base) -> dict[str, dict]:
 def test_join_and_leave_relayout_on_a_fixed_canvas():
     async def main():
         # Whole pictures in join order, so each tile can be compared with its room.
-        async with serving(segmenter="key", framing=False, order="given") as srv, aiohttp.ClientSession() as http:
+        async with serving(segmenter="key", pipeline=replace(
+                ROOM_PIPELINE, framing=replace(ROOM_PIPELINE.framing, enabled=False),
+                layout=replace(ROOM_PIPELINE.layout, order="given"))) as srv, aiohttp.ClientSession() as http:
             a, b = synthetic(1, "a"), synthetic(2, "b")
             try:
                 await a.join(http, srv.base, ROOM)
@@ -107,7 +111,11 @@ async def _tile_is(http, base, pid, tile) -> bool:
 def test_frozen_participant_fades_out_and_is_removed():
     async def main():
         stall, fade = 1.0, 1.0
-        async with serving(segmenter="key", stall_s=stall, fade_s=fade) as srv, aiohttp.ClientSession() as http:
+        # Seats in join order: automatic seating may swap the two after b's tile is read,
+        # and the fade, not the seating, is the subject here.
+        in_join_order = replace(ROOM_PIPELINE, layout=replace(ROOM_PIPELINE.layout, order="given"))
+        async with serving(segmenter="key", pipeline=in_join_order, stall_s=stall, fade_s=fade) as srv, \
+                aiohttp.ClientSession() as http:
             a, b = synthetic(1, "a"), synthetic(2, "b")
             try:
                 await a.join(http, srv.base, ROOM)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import aiohttp
 import pytest
 from aiortc import RTCPeerConnection
 
+from roomfuse.rtc.compositor import ROOM_PIPELINE
 from roomfuse.rtc.ice import rtc_configuration
 from roomfuse.rtc.signalling import KEY_HEADER, MAX_BODY, offer_body
 from roomfuse.synthetic import SyntheticSource
@@ -68,7 +70,7 @@ def bad_requests(sdp: str, pid: str) -> list[tuple[str, str, dict, int, str]]:
         ("PUT", offer, {"json": ok}, 405, ""),
         ("GET", f"/rooms/{ROOM}", {}, 403, "missing room key"),
         ("GET", f"/rooms/{ROOM}", {"headers": {KEY_HEADER: "nope"}}, 403, "wrong room key"),
-        ("GET", f"/rooms/{ROOM}?key=nope", {}, 403, "wrong room key"),
+        ("GET", f"/rooms/{ROOM}?key={KEY}", {}, 403, "missing room key"),  # never in the URL
         ("GET", "/config", {}, 403, "missing room key"),
         ("DELETE", f"/rooms/{ROOM}/participants/{pid}", {}, 403, "missing room key"),
         ("DELETE", f"/rooms/{ROOM}/participants/{pid}", {"headers": {KEY_HEADER: "x"}}, 403, "wrong room key"),
@@ -133,8 +135,8 @@ def test_full_room_refuses_the_extra_participant_only():
 
 def test_pages_and_config_are_served():
     async def main():
-        async with serving(segmenter="key", fps=24.0) as srv, aiohttp.ClientSession() as http:
-            for path, needle in [("/", "lobby.js"), (f"/r/{ROOM}", "room.js"), ("/static/room.js", "maintain-resolution"),
+        async with serving(segmenter="key", pipeline=replace(ROOM_PIPELINE, fps=24.0)) as srv, aiohttp.ClientSession() as http:
+            for path, needle in [("/", "lobby.js"), (f"/r/{ROOM}", "room.js"), ("/static/call.js", "maintain-resolution"),
                                  ("/static/common.js", KEY_HEADER), ("/static/style.css", "#composite")]:
                 async with http.get(srv.base + path) as resp:
                     assert resp.status == 200, path

@@ -19,8 +19,7 @@ from roomfuse.rtc.compositor import LateLog
 from roomfuse.rtc.ice import (IceConfigError, host_addresses, parse_ice_server, rtc_configuration,
                               use_host_addresses)
 from roomfuse.rtc.encoder import MAX_BITRATE, SharedEncoder
-from roomfuse.rtc.tracks import (VIDEO_TIME_BASE, CompositeFeed, CompositeTrack, FrameSlot,
-                                 PromptJitterBuffer, make_prompt)
+from roomfuse.rtc.tracks import VIDEO_TIME_BASE, CompositeFeed, CompositeTrack, FrameSlot
 
 from rtc_util import run
 
@@ -250,46 +249,3 @@ def test_fade_people_scales_only_the_fading_feed():
         fade_people(canvas, [1.0])
 
 
-def _rtp(seq: int, ts: int, marker: int, data: bytes):
-    from aiortc.rtp import RtpPacket
-
-    p = RtpPacket(sequence_number=seq, timestamp=ts)
-    p.marker = marker
-    p._data = data  # what aiortc's depayloader leaves on each packet
-    return p
-
-
-def test_prompt_buffer_hands_a_frame_on_at_its_last_packet():
-    from aiortc.jitterbuffer import JitterBuffer
-
-    arrivals = [_rtp(1, 100, 0, b"a"), _rtp(3, 100, 1, b"c"), _rtp(2, 100, 0, b"b"),  # out of order
-                _rtp(4, 200, 1, b"d"), _rtp(6, 300, 1, b"f"), _rtp(5, 300, 0, b"e"),
-                _rtp(7, 400, 0, b"g"), _rtp(8, 500, 0, b"h")]  # no marker: the old rule still applies
-
-    def frames(buffer):
-        out = []
-        for p in arrivals:
-            _, f = buffer.add(p)
-            out.append((f.data, f.timestamp) if f else None)
-        return out
-
-    stock = frames(JitterBuffer(capacity=512, is_video=True))
-    prompt = frames(PromptJitterBuffer())
-    # aiortc's own buffer waits for the next frame's first packet: one frame later each.
-    assert stock == [None, None, None, (b"abc", 100), None, (b"d", 200), (b"ef", 300), (b"g", 400)]
-    assert prompt == [None, None, (b"abc", 100), (b"d", 200), None, (b"ef", 300), None, (b"g", 400)]
-
-
-def test_make_prompt_swaps_a_video_receivers_buffer_only():
-    from aiortc import RTCRtpReceiver
-    from aiortc.rtcdtlstransport import RTCCertificate, RTCDtlsTransport
-    from aiortc.rtcicetransport import RTCIceGatherer, RTCIceTransport
-
-    async def main():
-        transport = RTCDtlsTransport(RTCIceTransport(RTCIceGatherer()), [RTCCertificate.generateCertificate()])
-        video, audio = RTCRtpReceiver("video", transport), RTCRtpReceiver("audio", transport)
-        assert make_prompt(video) and not make_prompt(audio)
-        assert type(video._RTCRtpReceiver__jitter_buffer).__name__ == "PromptJitterBuffer"
-        assert type(audio._RTCRtpReceiver__jitter_buffer).__name__ == "JitterBuffer"
-        await transport.stop()
-    run(main, timeout=10)

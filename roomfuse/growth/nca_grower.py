@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from .base import Grower, check_inputs, downsample_known, paste_unknown, upsample_into
 from .checkpoint import load_checkpoint
 from .cuda_graph import GraphRunner, cuda_capture
@@ -35,17 +36,17 @@ from .rule import GrowthRule, GrowthState, RuleConfig
 from .staging import LowCanvas, Prepared, Staging, colour_bytes
 from .tiles import TILE, Tiles
 
-MODEL_ENV = "ROOMFUSE_MODEL"
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "models" / "nca.pt"
+# The shipped weights are package data, so an installed wheel has them too.
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "weights" / "nca.pt"
 
 
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+        raise ConfigError(f"--device {device}: choose auto, cpu or cuda")
     if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' asked for but torch sees no CUDA device")
+        raise ConfigError("--device cuda: torch sees no CUDA device on this machine (use --device auto or cpu)")
     return torch.device(device)
 
 
@@ -57,7 +58,7 @@ class NCAGrower(Grower):
                  net: GrowthNet | None = None, rule: RuleConfig | None = None,
                  factor: int = 4, tiled: bool | None = None, tile: int = TILE,
                  graphs: bool | None = None, fold: bool = True, compile: bool = False):
-        """Loads ``checkpoint`` (else $ROOMFUSE_MODEL, else models/nca.pt) unless an
+        """Loads ``checkpoint`` (else the shipped ``DEFAULT_CHECKPOINT``) unless an
         in-memory ``net`` is given (training uses that for validation). ``half`` runs in
         float16 and is honoured on CUDA only, where it changes results slightly.
         ``steps`` overrides the steps per carried frame.
@@ -72,7 +73,7 @@ class NCAGrower(Grower):
         self.device = resolve_device(device)
         cuda = self.device.type == "cuda"
         if net is None:
-            path = checkpoint or os.environ.get(MODEL_ENV) or DEFAULT_CHECKPOINT
+            path = checkpoint or DEFAULT_CHECKPOINT
             net, rule, factor, self.meta = load_checkpoint(path, self.device)
         else:
             self.meta = {}

@@ -24,10 +24,11 @@ into the unknown pixels). A fresh cell's colour starts from a row-wise blend bet
 nearest known cells on its left and right, a fill that already spans any gap, so the two
 fronts do not have to meet before the picture is whole; the network then grows a
 correction inward from the border. Between frames, cells that stay unknown keep their
-state, easing toward the new frame's blend by ``follow`` per frame; cells that become
-hidden start from the last colour seen there (background the person now covers); cells
-that become known are clamped again. So on video the growth is amortised: each frame
-runs only ``frame_steps`` steps from where the last one stopped.
+state, easing toward the new frame's blend (the hidden channels toward zero) by ``follow``
+per frame; cells that become hidden start from the last colour seen there (background
+the person now covers); cells that become known are clamped again. So on video the
+growth is amortised: each frame runs only ``frame_steps`` steps from where the last one
+stopped.
 
 One loop, ``advance``: start (or carry) the cells, then run the steps, in one of three
 forms of the same step: ``step`` gathers the cells to update and their neighbourhoods
@@ -211,9 +212,14 @@ class GrowthRule:
         # clamped (the blend equals the image there), newly hidden ones from the blend,
         # both with hidden channels at zero. Written channel group by channel group:
         # one pass each, several times cheaper than building a fresh state and selecting.
+        # The hidden channels ease toward their fresh start (zero) at the same rate.
+        # Each step adds to them without bound, and a cell that stays hidden for good (a
+        # gap between feeds) is stepped on every frame: held as they were, they grew
+        # about 2 % a frame, wrecked the fill within 300 frames and overflowed to
+        # inf / NaN after some 3,500 (training carries 4 frames, and never saw it).
         rgb = torch.where(keep, state[:, RGB].lerp(fill, self.config.follow), fill)
         alive = (keep | known).to(state.dtype)
-        hidden = state[:, GEOMETRY.stop:] * keep.to(state.dtype)
+        hidden = state[:, GEOMETRY.stop:] * (keep.to(state.dtype) * (1.0 - self.config.follow))
         return torch.cat([rgb, alive, geo, hidden], 1)
 
     def step(self, state: torch.Tensor, known: torch.Tensor, phase=0, cells: Cells | None = None,

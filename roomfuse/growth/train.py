@@ -1,8 +1,9 @@
 """``roomfuse train``: train the growth model on the team data and packaged photos.
 
-One command reproduces the shipped weights (fixed seed, CPU feasible):
+One command reproduces the shipped weights (fixed seed, CPU feasible) in a new file,
+with its training curves beside it:
 
-    roomfuse train --out models/nca.pt
+    roomfuse train --out runs/nca.pt        # also writes runs/nca-curves.png
 
 Each iteration draws a batch of crops with holes (stills) or a short static-camera
 sequence with moving holes (state carried from frame to frame), runs the rule with
@@ -25,6 +26,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+
+from ..argtypes import add_device_argument
 
 
 @dataclass(frozen=True)
@@ -141,6 +144,7 @@ def train(cfg: TrainConfig, out: Path, data_root: Path | None = None, log=print,
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda i: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, i / cfg.iterations))))
     history, running, t_start = [], None, time.time()
+    losses = []  # the running loss at every iteration, for the curves
     bar = Progress(cfg.iterations, "train", enabled=show_progress)
     for it in range(1, cfg.iterations + 1):
         level = min(1.0, it / max(1, cfg.curriculum * cfg.iterations))
@@ -169,6 +173,7 @@ def train(cfg: TrainConfig, out: Path, data_root: Path | None = None, log=print,
         opt.step()
         sched.step()
         running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
+        losses.append(running)
         bar.update(1, note=f"loss {running:.4f}")
         if it % cfg.val_every == 0 or it == cfg.iterations:
             val = validate(net, rule_cfg, cfg.factor, val_cases)
@@ -183,12 +188,39 @@ def train(cfg: TrainConfig, out: Path, data_root: Path | None = None, log=print,
                     "device": str(device), "torch_threads": torch.get_num_threads()}
             save_checkpoint(out, net, rule_cfg, cfg.factor, meta)
     bar.close()
-    return net, {"history": history, "minutes": (time.time() - t_start) / 60}
+    return net, {"history": history, "losses": losses, "minutes": (time.time() - t_start) / 60}
+
+
+def plot_curves(summary: dict, path: Path) -> None:
+    """The training curves as a PNG: the running loss, and validation PSNR on held-out
+    and on training images at every checkpoint (a widening gap shows overfitting)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
+    losses = summary.get("losses") or []
+    left.plot(range(1, len(losses) + 1), losses, color="tab:blue", lw=1)
+    left.set(title="training loss (running mean)", xlabel="iteration", ylabel="loss")
+    history = summary.get("history") or []
+    its = [h["iteration"] for h in history]
+    right.plot(its, [h["val_psnr"] for h in history], "o-", label="held-out", color="tab:green")
+    right.plot(its, [h["train_psnr"] for h in history], "s--", label="training", color="tab:orange")
+    right.set(title="gap-join PSNR at checkpoints", xlabel="iteration", ylabel="PSNR (dB)")
+    right.legend()
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig()
-    parser.add_argument("--out", default="models/nca.pt", help="checkpoint path to write")
+    parser.add_argument("--out", default="runs/nca.pt",
+                        help="checkpoint to write (its folder is made); "
+                             "the curves go beside it as NAME-curves.png")
     parser.add_argument("--data", default=None,
                         help="data root (default $ROOMFUSE_DATA or ../shared/data)")
     parser.add_argument("--iterations", type=int, default=d.iterations)
@@ -196,9 +228,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--val-every", type=int, default=d.val_every)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
-                        help="auto: CUDA when present")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads, 0 to let torch choose")
+    add_device_argument(parser, "training")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -211,11 +242,19 @@ def main(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     cfg = replace(TrainConfig(), iterations=args.iterations, batch=args.batch, lr=args.lr,
                   seed=args.seed, val_every=args.val_every)
+    out = Path(args.out)
+    curves = out.with_name(out.stem + "-curves.png")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        print(f"roomfuse train: --out {args.out}: cannot make its folder ({err.strerror or err})", file=sys.stderr)
+        return 2
     try:
         device = resolve_device(args.device).type
-        _, result = train(cfg, Path(args.out), data_root(args.data), device=device)
+        _, result = train(cfg, out, data_root(args.data), device=device)
     except (DataError, ValueError) as err:
         print(f"roomfuse train: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {args.out} after {result['minutes']:.1f} min")
+    plot_curves(result, curves)
+    print(f"wrote {out} and {curves} after {result['minutes']:.1f} min")
     return 0

@@ -30,6 +30,7 @@ from ..vcam import NewestFrame, PacedOutput, VirtualCamera, VirtualCameraError, 
 from .connection import JoinError, Link, SourceReader, is_loopback, parse_link
 from .ice import IceServer, host_addresses, parse_ice_server, use_host_addresses
 from .reconnect import RoomSession, Timeouts
+from .sound import MODES, open_sound
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("url", metavar="URL", nargs="?", help="the address `roomfuse serve` printed: http://HOST:PORT/#key=KEY, "
                    "or a room's http://HOST:PORT/r/NAME#key=KEY")
     p.add_argument("--room", metavar="NAME", help="room to join (default: the URL's, else main)")
-    p.add_argument("--key", metavar="KEY", help="room key (default: the URL's ?key=)")
+    p.add_argument("--key", metavar="KEY", help="room key (default: the URL's #key=)")
     p.add_argument("--name", metavar="NAME", help="name shown to the others (default: user@host)")
     src = p.add_mutually_exclusive_group()
     src.add_argument("--camera", metavar="INDEX", type=int, default=None, help="webcam to send (default: 0)")
@@ -65,7 +66,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--record", metavar="OUT.mp4", type=Path, help="also write the room to a video file")
     p.add_argument("--show", action="store_true", help="also show the room in a window (q or Esc leaves)")
     p.add_argument("--duration", metavar="SECONDS", type=positive_float, default=None,
-                   help="leave the room after this many seconds (default: stay until Ctrl-C)")
+                   help="leave after this many seconds in the room, counted from its first picture "
+                        "(default: stay until Ctrl-C)")
     p.add_argument("--ice-server", metavar="URL", type=_ice_server, action="append", default=[],
                    help="STUN or TURN server for networks that need one: stun:HOST[:PORT] or "
                         "turn:USER:PASS@HOST[:PORT] (repeatable)")
@@ -74,6 +76,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "server on loopback, otherwise every interface)")
     p.add_argument("--stall-timeout", metavar="SECONDS", type=positive_float, default=Timeouts.stall_s,
                    help="rejoin when no video has come from the room for this long (default: %(default)s)")
+    p.add_argument("--audio", metavar="MODE", nargs="?", const="both", choices=MODES, default=None,
+                   help="take part in the room's sound: send the microphone (with --clip, the clip's sound) "
+                        "and play the room; MODE send or play for one of the two (default: no sound, "
+                        "as a meeting app reading the virtual camera carries its own)")
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,8 @@ class JoinPlan:
     ice_servers: tuple[IceServer, ...]
     ice_hosts: tuple[str, ...]
     timeouts: Timeouts
+    audio: str | None = None  # --audio MODE
+    clip: Path | None = None
 
 
 def plan_from_args(args: argparse.Namespace) -> JoinPlan:
@@ -103,7 +111,7 @@ def plan_from_args(args: argparse.Namespace) -> JoinPlan:
             raise JoinError(f"--virtual-camera took {device!r} as its DEVICE: put the URL before the flag")
         raise JoinError(f"--virtual-camera {device!r}: a URL is not a camera device")
     if args.url is None:
-        raise JoinError("the room's URL is required, e.g. roomfuse join http://HOST:8080/r/main?key=KEY")
+        raise JoinError("the room's URL is required, e.g. roomfuse join 'http://HOST:8080/r/main#key=KEY'")
     if args.clip is not None:
         if not args.clip.is_file():
             raise JoinError(f"--clip {args.clip}: no such file")
@@ -122,7 +130,8 @@ def plan_from_args(args: argparse.Namespace) -> JoinPlan:
         link=parse_link(args.url, room=args.room, key=args.key), name=name, source=source,
         vcam_device=device, vcam_size=args.vcam_size, vcam_backend=args.vcam_backend, fps=args.fps,
         record=args.record, show=args.show, duration=args.duration, ice_servers=tuple(args.ice_server),
-        ice_hosts=tuple(args.ice_host), timeouts=Timeouts(stall_s=args.stall_timeout))
+        ice_hosts=tuple(args.ice_host), timeouts=Timeouts(stall_s=args.stall_timeout),
+        audio=getattr(args, "audio", None), clip=args.clip)
 
 
 def media_addresses(plan: JoinPlan) -> list[str] | None:
@@ -269,7 +278,9 @@ def _open_outputs(plan: JoinPlan, slot: NewestFrame, stack: list) -> tuple[list[
                 raise VirtualCameraError(f"virtual camera {cam.device}: {str(e).splitlines()[0][:160]}") from None
 
         # Fed from the start: apps list a v4l2loopback device only once it has frames.
-        outputs.append(PacedOutput("virtual camera", slot, plan.fps, send, prepare=cam.fit, idle=idle))
+        # pyvirtualcam paces it: from each send to the next, adapting to the sends' cost.
+        outputs.append(PacedOutput("virtual camera", slot, plan.fps, send, prepare=cam.fit, idle=idle,
+                                   pace=cam.sleep_until_next_frame))
     if plan.record is not None:
         writer = VideoWriter(plan.record, fps=plan.fps)
         stack.append(writer.close)
@@ -281,13 +292,15 @@ def _open_outputs(plan: JoinPlan, slot: NewestFrame, stack: list) -> tuple[list[
                 size.append((image.shape[1], image.shape[0]))
             return letterbox(image, *size[0])
 
-        def write(image):
+        def write(image, tick):
             try:
-                writer.write(image)
+                writer.write(image, tick)
             except Exception as e:
                 raise SinkError(f"{plan.record}: cannot write ({str(e).splitlines()[0][:120]})") from None
 
-        outputs.append(PacedOutput("recording", slot, plan.fps, write, prepare=fit_first))
+        # Timed: every frame at its tick of the call's clock, so the file lasts as long as
+        # the call even when the machine cannot encode every tick.
+        outputs.append(PacedOutput("recording", slot, plan.fps, write, prepare=fit_first, timed=True))
     window = Window(idle) if plan.show else None
     if window is not None:
         stack.append(window.close)
@@ -307,6 +320,10 @@ def run(plan: JoinPlan) -> int:
         if addresses:
             stack.append(use_host_addresses(addresses))
         outputs, window = _open_outputs(plan, slot, stack)
+        sound, speaker = open_sound(plan.audio, plan.clip)
+        for device in (sound, speaker):
+            if device is not None:
+                stack.append(device.close)
         reader = SourceReader(open_source(plan.source))
         stack.append(reader.close)
         if not outputs:
@@ -314,7 +331,7 @@ def run(plan: JoinPlan) -> int:
         for out in outputs:
             out.start()
         session = RoomSession(plan.link, plan.name, reader, slot.put, ice_servers=plan.ice_servers,
-                              timeouts=plan.timeouts)
+                              timeouts=plan.timeouts, sound=sound, on_sound=speaker.put if speaker else None)
         thread = SessionThread(session)
         thread.start()
         _wait(plan, thread, outputs, window, slot)
@@ -340,16 +357,25 @@ def run(plan: JoinPlan) -> int:
         restore_sigterm()
 
 
+def _end_recordings(outputs: list[PacedOutput]) -> None:
+    """The call ends for a recording when leaving starts, not when the goodbye is done."""
+    for out in outputs:
+        if out.timed:
+            out.stop()
+            if out.sent:
+                log.info("%s: %.1f s of the room recorded", out.name, out.seconds)
+
+
 def _wait(plan: JoinPlan, thread: SessionThread, outputs: list[PacedOutput], window: Window | None,
           slot: NewestFrame) -> None:
     """Until the session ends: watch the clock, the outputs, the window and Ctrl-C."""
-    deadline = None if plan.duration is None else time.monotonic() + plan.duration
     interrupts = 0
     leaving = False
     while not thread.done.is_set():
         try:
             why = None
-            if deadline is not None and time.monotonic() >= deadline:
+            if (plan.duration is not None and slot.first_at is not None
+                    and time.monotonic() >= slot.first_at + plan.duration):
                 why = f"--duration {plan.duration:g} s is over"
             failed = next((o for o in outputs if o.error is not None), None)
             if failed is not None:
@@ -362,12 +388,14 @@ def _wait(plan: JoinPlan, thread: SessionThread, outputs: list[PacedOutput], win
             if why and not leaving:
                 log.info("leaving room %r: %s", plan.link.room, why)
                 leaving = True
+                _end_recordings(outputs)
                 thread.stop()
         except KeyboardInterrupt:
             interrupts += 1
             if interrupts == 1:
                 log.info("leaving room %r (Ctrl-C again to quit at once)", plan.link.room)
                 leaving = True
+                _end_recordings(outputs)
                 thread.stop()
             else:
                 thread.abort()

@@ -14,26 +14,32 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import cv2
 import numpy as np
 
-from ..config import FramingConfig, GrowConfig, LayoutConfig, PipelineConfig
+from ..config import LayoutConfig, PipelineConfig
 from ..frames import Frame, Rect
-from ..growth import DEFAULT_GROWER
 from ..pipeline import Pipeline, StageTimer
 from .encoder import SharedEncoder
+from .labels import Labels
 from .tracks import VIDEO_TIME_BASE
 
 log = logging.getLogger(__name__)
+
+
+# The pipeline of a served room: the same stages and defaults as `render`, except that the
+# layout picks row or grid for the room's fixed canvas (``RoomSettings.canvas``, whose
+# height is the layout's).
+ROOM_PIPELINE = PipelineConfig(layout=LayoutConfig(mode="auto"))
 
 
 @dataclass(frozen=True)
 class RoomSettings:
     """How every room of a server is built. The defaults are what `roomfuse serve` uses."""
 
-    fps: float = 30.0
+    pipeline: PipelineConfig = ROOM_PIPELINE  # segment, layout, grow, composite, fps
     # One fixed output size for every room: the composite never changes size, so joins
     # and leaves slide feeds instead of restarting the encoder and every viewer's
     # decoder. 1280x360 holds two or three 16:9 webcams side by side near their own size
@@ -41,20 +47,16 @@ class RoomSettings:
     # encode stay inside the frame budget on two CPU cores. Rooms of 4-8 look better at
     # 1280x720.
     canvas: tuple[int, int] = (1280, 360)
-    layout: str = "auto"  # "auto" (row or grid, whichever draws feeds larger), "row", "grid"
-    framing: bool = FramingConfig.enabled  # every face the same size, eyes on one line
-    order: str = LayoutConfig.order  # "auto": seat alike rooms side by side; "given": in order of joining
-    gap: int = LayoutConfig.gap
-    grower: str = DEFAULT_GROWER
-    device: str = "auto"
     segmenter: str = "mediapipe"  # "key" for synthetic participants (tests)
     max_participants: int = 8
     # A participant whose frames stop for stall_s is faded out over fade_s and removed:
     # well inside ICE consent expiry (about 30 s), after which aiortc would fail anyway.
     stall_s: float = 5.0
     fade_s: float = 1.0
-    # A participant that never delivers a frame is removed after this (ICE + DTLS failed).
-    connect_timeout_s: float = 20.0
+    # A participant that never delivers a frame (ICE or DTLS failed, or an offer sent and
+    # abandoned) is removed after this and its seat freed. Loopback and LAN peers connect
+    # in well under a second, a TURN relay in a few.
+    connect_timeout_s: float = 10.0
     ice_servers: tuple = ()  # ice.IceServer
     # Rooms share one growth service that grows their canvases in one batch per round
     # ("auto": when the growth model runs on CUDA, where a room's growth is launch-bound
@@ -63,12 +65,16 @@ class RoomSettings:
     # that is alone, or the only one live, never waits.
     batch_rooms: str = "auto"
     batch_wait_ms: float = 4.0
+    # Everyone's name drawn under them in the composite (the room's host can switch it).
+    names: bool = True
+
+    @property
+    def fps(self) -> float:
+        return self.pipeline.fps
 
     def pipeline_config(self) -> PipelineConfig:
-        return PipelineConfig(layout=LayoutConfig(height=self.canvas[1], gap=self.gap, mode=self.layout,
-                                                  order=self.order),
-                              framing=FramingConfig(enabled=self.framing),
-                              grow=GrowConfig(grower=self.grower, device=self.device), fps=self.fps)
+        """``pipeline`` with the layout's height set to the canvas's."""
+        return replace(self.pipeline, layout=replace(self.pipeline.layout, height=self.canvas[1]))
 
 
 @dataclass(frozen=True)
@@ -79,7 +85,9 @@ class FeedInput:
     seq: int  # the slot's frame count; the same seq means the same picture
     frame: object  # av.VideoFrame
     arrived: float  # clock seconds
-    opacity: float = 1.0
+    opacity: float = 1.0  # of the people in it: 0 shows the participant's room without them
+    name: str = ""  # drawn under them when the room shows names
+    name_opacity: float = 1.0  # fades with a departing participant, not with a camera turned off
 
 
 @dataclass
@@ -89,6 +97,7 @@ class Composed:
     ms: dict[str, float] = field(default_factory=dict)  # stage -> ms ("convert", then "encode", included)
     packet: object = None  # av.Packet, once encoded (None if the encoder gave nothing)
     keyframe: bool = False
+    labels: dict[str, Rect] = field(default_factory=dict)  # where each name was drawn
 
 
 class Compositor:
@@ -98,14 +107,17 @@ class Compositor:
     the room's rate is set by the slower of the two rather than by their sum.
     """
 
-    def __init__(self, name: str, settings: RoomSettings, clock=time.monotonic, grower_factory=None):
+    def __init__(self, name: str, settings: RoomSettings, clock=time.monotonic, grower_factory=None,
+                 segmenter_pool=None):
         """``grower_factory`` (optional): makes this room's grower, in the room's thread
         (a handle on the server's shared growth service); the grower is closed with the
-        room if it has a ``close``."""
+        room if it has a ``close``. ``segmenter_pool`` (optional): the server's
+        segmenters, lent to this room's feeds (``Pipeline``)."""
         self.name = name
         self.settings = settings
         self.clock = clock
         self._grower_factory = grower_factory
+        self._segmenter_pool = segmenter_pool
         self._grower = None
         self.t0 = clock()
         self.encoder = SharedEncoder(clock=clock)
@@ -113,6 +125,11 @@ class Compositor:
         self._encode_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"encode-{name}")
         self._pipe: Pipeline | None = None
         self._images: dict[str, tuple[int, np.ndarray]] = {}  # key -> (seq, RGB) already converted
+        self._labels = Labels()
+        self.layout = settings.pipeline.layout.mode  # changed live with set_layout
+        # Seats: the server's --order, or "given" while the host has chosen an order
+        # (the room then hands the feeds in that order).
+        self.seat_mode = settings.pipeline.layout.order
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -121,13 +138,36 @@ class Compositor:
     def _build(self) -> Pipeline:
         s = self.settings
         self._grower = self._grower_factory() if self._grower_factory is not None else None
-        return Pipeline(s.pipeline_config(), segmenter=s.segmenter, canvas_size=s.canvas, grower=self._grower)
+        return Pipeline(self._config(), segmenter=s.segmenter, canvas_size=s.canvas, grower=self._grower,
+                        segmenter_pool=self._segmenter_pool)
 
-    async def compose(self, feeds: list[FeedInput], now: float) -> Composed:
+    def _config(self):
+        config = self.settings.pipeline_config()
+        return replace(config, layout=replace(config.layout, mode=self.layout))
+
+    async def set_layout(self, mode: str) -> None:
+        """Arrange the room as ``mode`` ("auto", "row", "grid") from the next frame on."""
+        if mode == self.layout:
+            return
+        self.layout = mode
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, self._compose, feeds, now)
+        await loop.run_in_executor(self._executor, self._rebuild)
 
-    def _compose(self, feeds: list[FeedInput], now: float) -> Composed:
+    def _rebuild(self) -> None:
+        # A new pipeline around the same grower: the placer's geometry and per-feed
+        # memory start over (one frame's cost), the growth model's weights do not load again.
+        old = self._pipe
+        if old is None:
+            return
+        self._pipe = Pipeline(self._config(), segmenter=self.settings.segmenter, canvas_size=self.settings.canvas,
+                              grower=old.grower, segmenter_pool=self._segmenter_pool)
+        old.close()
+
+    async def compose(self, feeds: list[FeedInput], now: float, names: bool = False) -> Composed:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._compose, feeds, now, names)
+
+    def _compose(self, feeds: list[FeedInput], now: float, names: bool = False) -> Composed:
         import av
 
         timer = StageTimer()
@@ -141,7 +181,17 @@ class Compositor:
             for gone in set(self._images) - {f.key for f in feeds}:
                 del self._images[gone]
         keys = [f.key for f in feeds]
+        self._pipe.placer.seats.mode = self.seat_mode
         result = self._pipe.process(frames, keys, timer=timer, opacity=[f.opacity for f in feeds])
+        labels = {}
+        if names:
+            with timer.stage("names"):
+                image = result.image if result.image.flags.writeable else result.image.copy()
+                drawn = self._labels.draw(image, result.canvas.tiles, [f.name for f in feeds],
+                                          people=result.canvas.alpha, opacity=[f.name_opacity for f in feeds],
+                                          keys=keys)
+                labels = dict(zip(keys, drawn))
+                result.image = image
         with timer.stage("convert"):
             # OpenCV's I420 conversion is BT.601 limited range like libswscale's, and
             # about 15x faster here.
@@ -149,7 +199,7 @@ class Compositor:
             out = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
             out.pts = int(round((now - self.t0) / VIDEO_TIME_BASE))
             out.time_base = VIDEO_TIME_BASE
-        return Composed(frame=out, tiles=dict(zip(keys, result.canvas.tiles)), ms=dict(timer.ms))
+        return Composed(frame=out, tiles=dict(zip(keys, result.canvas.tiles)), ms=dict(timer.ms), labels=labels)
 
     async def encode(self, composed: Composed) -> Composed:
         """Fill in ``composed.packet``: the encode of every viewer, done once."""

@@ -284,9 +284,12 @@ class Connection:
     """One peer connection to the room, from offer to close."""
 
     def __init__(self, signalling: Signalling, reader: SourceReader, on_frame: Callable, *,
-                 ice_servers: Sequence = (), timeouts):
+                 ice_servers: Sequence = (), timeouts, sound=None, on_sound: Callable | None = None):
+        """``sound`` (a ``sound.SoundSource``) is sent to the room; ``on_sound`` gets the
+        room's sound, as ``av.AudioFrame``s. Without either the offer has no audio."""
         self.signalling, self.reader, self.on_frame = signalling, reader, on_frame
         self.ice_servers, self.timeouts = ice_servers, timeouts
+        self.sound, self.on_sound = sound, on_sound
         self.participant: str | None = None
         self.frames = 0
         self.size: tuple[int, int] | None = None
@@ -305,6 +308,10 @@ class Connection:
         servers = [*self.ice_servers, *await self.signalling.ice_servers()]
         pc = self._pc = RTCPeerConnection(rtc_configuration(servers))
         pc.addTrack(_source_track(self.reader))  # sendrecv: the composite comes back on it
+        if self.sound is not None or self.on_sound is not None:
+            direction = {(True, True): "sendrecv", (True, False): "sendonly", (False, True): "recvonly"}[
+                (self.sound is not None, self.on_sound is not None)]
+            pc.addTransceiver(self.sound.track() if self.sound is not None else "audio", direction=direction)
 
         @pc.on("track")
         def on_track(track):
@@ -332,7 +339,10 @@ class Connection:
             while True:
                 frame = await track.recv()
                 if track.kind != "video":
-                    continue  # drained so that its queue does not grow; the room is video
+                    # Drained in any case, so that aiortc's queue does not grow.
+                    if self.on_sound is not None and track.kind == "audio":
+                        self.on_sound(frame)
+                    continue
                 self.frames += 1
                 self._last_frame_at = time.monotonic()
                 size = (frame.width, frame.height)

@@ -5,7 +5,7 @@ unless one is configured, and only the interface addresses we are told about are
 as host candidates. aioice picks host addresses itself and leaves 127.0.0.1 out on
 purpose, so a server bound to loopback would advertise the machine's external interface
 instead of the one it listens on; ``use_host_addresses`` replaces aioice's address lookup
-(``aioice.ice.get_host_addresses``, read at gathering time) for this process.
+for this process (``aiortc_compat.replace_host_addresses``).
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ class IceServer:
 
 def parse_ice_server(text: str) -> IceServer:
     """``stun:HOST[:PORT]`` or ``turn[s]:[USER:PASS@]HOST[:PORT][?transport=udp|tcp]``."""
-    from aiortc.rtcicetransport import parse_stun_turn_uri
+    from .aiortc_compat import parse_stun_turn_uri
 
     scheme, sep, rest = text.partition(":")
     if not sep or scheme not in SCHEMES:
@@ -121,23 +121,16 @@ def use_host_addresses(addresses: Iterable[str]):
 
     Returns a function that restores aioice's own lookup.
     """
-    import aioice.ice
+    from .aiortc_compat import replace_host_addresses
 
     chosen = list(addresses)
     if not chosen:
         raise IceConfigError("no ICE host address to offer")
-    original = aioice.ice.get_host_addresses
 
     def get_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
         return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
 
-    aioice.ice.get_host_addresses = get_host_addresses
-
-    def restore() -> None:
-        if aioice.ice.get_host_addresses is get_host_addresses:
-            aioice.ice.get_host_addresses = original
-
-    return restore
+    return replace_host_addresses(get_host_addresses)
 
 
 def rtc_configuration(servers: Sequence[IceServer] = ()):

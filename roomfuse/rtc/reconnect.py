@@ -70,8 +70,9 @@ class RoomSession:
 
     def __init__(self, link: Link, name: str, reader: SourceReader, on_frame: Callable, *,
                  ice_servers: Sequence = (), timeouts: Timeouts = Timeouts(),
-                 backoff: Backoff | None = None):
+                 backoff: Backoff | None = None, sound=None, on_sound: Callable | None = None):
         self.link, self.name, self.reader, self.on_frame = link, name, reader, on_frame
+        self.sound, self.on_sound = sound, on_sound  # join --audio (sound.py)
         self.ice_servers = ice_servers
         self.timeouts = timeouts
         self.backoff = backoff or Backoff()
@@ -105,7 +106,7 @@ class RoomSession:
         while not stop.is_set():
             self._set(State.JOINING)
             conn = Connection(signalling, self.reader, self._frame, ice_servers=self.ice_servers,
-                              timeouts=self.timeouts)
+                              timeouts=self.timeouts, sound=self.sound, on_sound=self.on_sound)
             try:
                 joined = await self._join(conn, stop)
             except JoinError as e:

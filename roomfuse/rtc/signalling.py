@@ -1,15 +1,18 @@
 """The signalling contract: one HTTP exchange per join, no signalling server of its own.
 
     POST   /rooms/{room}/offer                  {"sdp", "type": "offer", "name", "key"}
-                                                -> {"sdp", "type": "answer", "participant"}
+                                                -> {"sdp", "type": "answer", "participant", "token"}
     GET    /rooms/{room}                        -> {"room", "participants": [...], ...}
     DELETE /rooms/{room}/participants/{id}      -> {"left": id}
 
-The key travels in the offer body, or for GET and DELETE in the ``X-Roomfuse-Key`` header
-(or a ``key`` query parameter). Errors are JSON ``{"error": "one line"}`` with 400
-(malformed), 403 (wrong or missing key), 404 (no such participant), 409 (room full) or
-413 (body too large). aiortc has no trickle ICE: the offer must carry every candidate,
-so a browser waits for ``iceGatheringState == "complete"`` before posting it.
+The key travels in the offer body, or for GET and DELETE in the ``X-Roomfuse-Key``
+header; never in the URL, which proxies and access logs keep. Errors are JSON
+``{"error": "one line"}`` with 400 (malformed), 403 (wrong or missing key), 404 (no such
+participant), 408 (body too slow), 409 (room full), 413 (body too large), 429 (too many
+wrong keys from one address) or 503 (the server is at its room limit). What a
+participant changes while in the room (mute, camera, the room's layout: ``token`` proves
+who asks) is in ``controls.py``. aiortc has no trickle ICE: the offer must carry every
+candidate, so a browser waits for ``iceGatheringState == "complete"`` before posting it.
 
 The names and helpers a client needs are at the top of this module; the aiohttp routes
 and the validation of what arrives are below them.
@@ -22,6 +25,7 @@ import logging
 import re
 from pathlib import Path
 
+from ..config import ServerLimits
 from ..errors import RoomfuseError
 
 log = logging.getLogger(__name__)
@@ -31,7 +35,6 @@ ROOM_PATH = "/rooms/{room}"
 PARTICIPANT_PATH = "/rooms/{room}/participants/{participant}"
 CONFIG_PATH = "/config"
 KEY_HEADER = "X-Roomfuse-Key"
-KEY_QUERY = "key"
 FIELD_SDP, FIELD_TYPE, FIELD_NAME, FIELD_KEY, FIELD_PARTICIPANT = "sdp", "type", "name", "key", "participant"
 
 ROOM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -87,20 +90,24 @@ def parse_answer(body: dict) -> tuple[str, str]:
 
 def check_key(given, expected: str) -> None:
     if not isinstance(given, str) or not given:
-        raise SignallingError("missing room key", 403)
+        raise SignallingError(f"missing room key (send it in the {KEY_HEADER} header, or in the offer's "
+                              f"'{FIELD_KEY}' field)", 403)
     if not hmac.compare_digest(given.encode(), expected.encode()):
         raise SignallingError("wrong room key", 403)
 
 
-def parse_offer_body(raw: bytes, expected_key: str) -> tuple[str, str]:
-    """Validate a join request; returns (sdp, participant name)."""
+def parse_offer_body(raw: bytes, expected_key: str, check=check_key) -> tuple[str, str]:
+    """Validate a join request; returns (sdp, participant name). ``check(given,
+    expected)`` judges the key (the server's also throttles wrong ones)."""
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
         raise SignallingError(f"request body is not JSON ({str(e).splitlines()[0][:80]})") from None
+    except RecursionError:  # the parser recurses per level: "[[[[...", 60 KB deep
+        raise SignallingError("request body is JSON nested too deeply") from None
     if not isinstance(body, dict):
         raise SignallingError("request body must be a JSON object")
-    check_key(body.get(FIELD_KEY), expected_key)
+    check(body.get(FIELD_KEY), expected_key)
     if body.get(FIELD_TYPE) != "offer":
         raise SignallingError(f"field 'type' must be \"offer\", got {str(body.get(FIELD_TYPE))[:40]!r}")
     sdp = body.get(FIELD_SDP)
@@ -148,21 +155,69 @@ def check_offer_sdp(sdp: str) -> None:
 
 STATIC = Path(__file__).parent / "static"
 
+# The pages load their scripts and stylesheet from /static only, talk to this server only
+# (fetch, and WebRTC, which CSP does not govern) and may not be framed by another site.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                               "media-src 'self' blob: mediastream:; connect-src 'self'; base-uri 'none'; "
+                               "form-action 'self'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 
-def make_app(rooms, key: str, client_config: dict):
+
+def make_app(rooms, key: str, client_config: dict, limits: ServerLimits = ServerLimits(), door=None):
     """The web app: pages, static files and the signalling routes for ``rooms``
-    (a ``room.Rooms``). ``client_config`` is what ``GET /config`` tells a page."""
+    (a ``room.Rooms``). ``client_config`` is what ``GET /config`` tells a page. ``door``
+    (a ``guard.Door``, optional) is told when each request starts and ends, so that its
+    header timeout never cuts a request being answered."""
+    import asyncio
+
     from aiohttp import web
 
+    from .guard import KeyThrottle, LineLog
+
+    throttle = KeyThrottle(limits.wrong_keys_per_minute)
+    refused = LineLog(log, logging.INFO)  # one line per refused request; a flood is summarised
+    if door is not None:
+        door.logs += [refused, throttle.log]
+
     def key_of(request) -> str | None:
-        return request.headers.get(KEY_HEADER) or request.query.get(KEY_QUERY)
+        return request.headers.get(KEY_HEADER)
+
+    def checker(request):
+        """check_key, refusing addresses that sent too many wrong keys lately."""
+        def check(given, expected: str) -> None:
+            address = request.remote or "?"
+            wait = throttle.wait_s(address)
+            if wait > 0:
+                raise SignallingError(f"too many wrong room keys from {address}; try again in {wait:.0f} s", 429)
+            try:
+                check_key(given, expected)
+            except SignallingError:
+                if isinstance(given, str) and given:
+                    throttle.missed(address)
+                raise
+        return check
+
+    @web.middleware
+    async def track(request, handler):
+        g = door.of(request.transport) if door is not None else None
+        if g is not None:
+            g.request_started()
+        try:
+            return await handler(request)
+        finally:
+            if g is not None:
+                g.request_done()
 
     @web.middleware
     async def json_errors(request, handler):
         try:
             return await handler(request)
         except SignallingError as e:
-            log.info("%s %s -> %d: %s", request.method, request.path, e.status, e)
+            refused("%s %s from %s -> %d: %s", request.method, request.path, request.remote, e.status, e)
             return web.json_response({"error": str(e)}, status=e.status)
         except web.HTTPException as e:
             if e.status < 400:
@@ -178,23 +233,28 @@ def make_app(rooms, key: str, client_config: dict):
             raise SignallingError(f"request body of {request.content_length} bytes is over the "
                                   f"{MAX_BODY} byte limit", 413)
         try:
-            return await request.read()
+            return await asyncio.wait_for(request.read(), limits.body_timeout_s)
         except web.HTTPRequestEntityTooLarge:
             raise SignallingError(f"request body is over the {MAX_BODY} byte limit", 413) from None
+        except asyncio.TimeoutError:
+            raise SignallingError(f"request body not complete within {limits.body_timeout_s:g} s", 408) from None
+        except (ConnectionError, web.RequestPayloadError) as e:  # the client went away mid-body
+            raise SignallingError(f"request body cut off ({type(e).__name__})") from None
 
     async def offer(request):
         room = check_room_name(request.match_info["room"])
-        sdp, name = parse_offer_body(await read_body(request), key)
+        sdp, name = parse_offer_body(await read_body(request), key, checker(request))
         answer, pid = await rooms.join(room, name, sdp)
-        return web.json_response({FIELD_SDP: answer, FIELD_TYPE: "answer", FIELD_PARTICIPANT: pid})
+        return web.json_response({FIELD_SDP: answer, FIELD_TYPE: "answer", FIELD_PARTICIPANT: pid,
+                                  "token": rooms.tokens.token(room, pid)})
 
     async def room_info(request):
-        check_key(key_of(request), key)
+        checker(request)(key_of(request), key)
         room = check_room_name(request.match_info["room"])
         return web.json_response(rooms.describe(room))
 
     async def leave(request):
-        check_key(key_of(request), key)
+        checker(request)(key_of(request), key)
         room = check_room_name(request.match_info["room"])
         pid = request.match_info["participant"]
         if not PARTICIPANT_ID.fullmatch(pid):
@@ -203,7 +263,7 @@ def make_app(rooms, key: str, client_config: dict):
         return web.json_response({"left": pid})
 
     async def config(request):
-        check_key(key_of(request), key)
+        checker(request)(key_of(request), key)
         return web.json_response(client_config)
 
     def page(name: str):
@@ -211,7 +271,11 @@ def make_app(rooms, key: str, client_config: dict):
             return web.FileResponse(STATIC / name, headers={"Cache-Control": "no-cache"})
         return handler
 
-    app = web.Application(middlewares=[json_errors], client_max_size=MAX_BODY)
+    async def security_headers(request, response):
+        response.headers.update(SECURITY_HEADERS)
+
+    app = web.Application(middlewares=[track, json_errors], client_max_size=MAX_BODY)
+    app.on_response_prepare.append(security_headers)
     app.add_routes([
         web.get("/", page("index.html")),
         web.get("/r/{room}", page("room.html")),
@@ -221,4 +285,7 @@ def make_app(rooms, key: str, client_config: dict):
         web.delete(PARTICIPANT_PATH, leave),
         web.static("/static", STATIC),
     ])
+    from .controls import add_routes
+
+    add_routes(app, rooms, key, MAX_BODY)
     return app

@@ -2,8 +2,9 @@
 
 In: aiortc's received tracks queue every decoded frame without limit, so a compositor
 that falls behind would fall further behind forever. ``pump`` drains a track as fast as
-frames arrive into a ``FrameSlot`` that holds only the newest one; ``make_prompt`` has a
-receiver pass each frame on as soon as its last packet is in.
+frames arrive into a ``FrameSlot`` that holds only the newest one
+(``aiortc_compat.make_prompt`` has a receiver pass each frame on as soon as its last
+packet is in).
 
 Out: the room composes and encodes one picture per tick; ``CompositeFeed`` holds the
 last few encoded packets. Every participant's peer connection has its own
@@ -18,8 +19,9 @@ import logging
 import time
 from collections import deque
 
-from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from .aiortc_compat import route_sender_feedback
 
 log = logging.getLogger(__name__)
 
@@ -76,46 +78,6 @@ class FrameSlot:
     def fps(self, now: float | None = None) -> float:
         now = self.clock() if now is None else now
         return float(sum(1 for t in self._recent if t >= now - 1.0))
-
-
-class PromptJitterBuffer(JitterBuffer):
-    """aiortc's video receive buffer, also closing a frame at its marker bit (RTP marks
-    the last packet of each video frame) instead of only when the next frame begins."""
-
-    def __init__(self, capacity: int = 512):
-        super().__init__(capacity=capacity, is_video=True)
-
-    def _remove_frame(self, sequence_number: int):
-        frame = super()._remove_frame(sequence_number)
-        if frame is not None:
-            return frame
-        packets = []
-        for count in range(self.capacity):
-            packet = self._packets[(self._origin + count) % self._capacity]
-            if packet is None or (packets and packet.timestamp != packets[0].timestamp):
-                return None  # a packet is still missing (a NACK may bring it)
-            packets.append(packet)
-            if packet.marker:
-                self.remove(count + 1)
-                return JitterFrame(data=b"".join(p._data for p in packets), timestamp=packet.timestamp)
-        return None
-
-
-def make_prompt(receiver) -> bool:
-    """Let ``receiver`` (an aiortc RTCRtpReceiver for video, before any packet arrives)
-    hand each frame to its decoder as soon as the frame's last packet is in.
-
-    aiortc's receive buffer closes a frame only when the first packet of the next one
-    arrives, which holds every frame for one more frame period (33 ms at 30 fps) before
-    it is even decoded. Returns False, changing nothing, where aiortc keeps its buffer
-    elsewhere.
-    """
-    attr = "_RTCRtpReceiver__jitter_buffer"  # aiortc 1.x
-    old = getattr(receiver, attr, None)
-    if type(old) is not JitterBuffer or not getattr(old, "_is_video", False):
-        return False
-    setattr(receiver, attr, PromptJitterBuffer(old.capacity))
-    return True
 
 
 async def pump(track: MediaStreamTrack, slot: FrameSlot, label: str = "") -> None:
@@ -225,28 +187,14 @@ class CompositeTrack(MediaStreamTrack):
         aiortc's sender acts on picture-loss reports and bandwidth estimates only when
         it encodes itself, which it does not here: pass both on to the room's encoder.
         """
-        from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, unpack_remb_fci
-
-        feed, send_keyframe, handle_rtcp = self.feed, sender._send_keyframe, sender._handle_rtcp_packet
+        feed = self.feed
 
         def on_picture_loss():
             self.picture_losses += 1
-            send_keyframe()
             feed.request_keyframe()
 
-        async def on_rtcp(packet):
-            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
-                try:
-                    bitrate, ssrcs = unpack_remb_fci(packet.fci)
-                except ValueError:
-                    pass
-                else:
-                    if sender._ssrc in ssrcs:
-                        feed.report_bitrate(self, bitrate)
-            await handle_rtcp(packet)
-
-        sender._send_keyframe = on_picture_loss
-        sender._handle_rtcp_packet = on_rtcp
+        if not route_sender_feedback(sender, on_picture_loss, lambda bits: feed.report_bitrate(self, bits)):
+            log.debug("aiortc's sender feedback hooks not found; the composite ignores this viewer's reports")
 
     def stop(self) -> None:
         super().stop()

@@ -4,12 +4,11 @@
 const KEY_HEADER = "X-Roomfuse-Key";  // roomfuse/rtc/signalling.py: KEY_HEADER
 
 // The key arrives in the URL fragment (#key=...), which browsers never send to a server
-// or put in a Referer; a ?key= query works too. It is kept for this tab's session so
-// moving between the lobby and a room does not ask again.
+// or put in a Referer. It is kept for this tab's session so moving between the lobby
+// and a room does not ask again.
 function roomKey() {
   const frag = new URLSearchParams(location.hash.slice(1));
-  const query = new URLSearchParams(location.search);
-  const key = frag.get("key") || query.get("key") || sessionStorage.getItem("roomfuse-key") || "";
+  const key = frag.get("key") || sessionStorage.getItem("roomfuse-key") || "";
   if (key) sessionStorage.setItem("roomfuse-key", key);
   return key;
 }
