@@ -130,6 +130,13 @@ class RoomFillConfig:
     change_level: float = 6.0
     uncovered: float = 0.02
     min_interval_s: float = 2.0
+    # Pictures move (framing follows a person): the fill applies farther than `band`
+    # pixels from every picture, the live grower fills the band; a picture that moved
+    # more than rebuild_px since the fill was built asks for a new one, more than
+    # drop_px and the fill is not shown until then.
+    band: int = 8
+    rebuild_px: int = 4
+    drop_px: int = 24
     fade_s: float = 0.5           # a new fill cross-fades in over this long
     correct_frames: int = 5       # frames between updates of the live colour correction
     nice: int = 10                # the worker's OS priority offset (Linux)

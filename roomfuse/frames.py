@@ -76,6 +76,14 @@ class Canvas:
     alpha: np.ndarray  # HxW float32
     tiles: tuple[Rect, ...]  # where each feed sits, in feed order
     keys: tuple = ()  # each feed's key, in feed order: per-feed state follows the feed, not the tile
+    # Where each feed's picture is drawn, in feed order: its tile, or the part of it a
+    # picture shrunk by framing covers. Outside the pictures no camera ever sees.
+    pictures: tuple[Rect, ...] = ()
+
+    @property
+    def shown(self) -> tuple[Rect, ...]:
+        """The pictures where the layout says, else the tiles."""
+        return self.pictures or self.tiles
 
     @property
     def size(self) -> tuple[int, int]:

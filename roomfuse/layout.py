@@ -209,16 +209,19 @@ class Placer:
         known = np.zeros((h, w), bool)
         alpha = np.zeros((h, w), np.float32)
         tiles = self.tiles_now(keys)
+        pictures = []
         for i, (key, cut, r) in enumerate(zip(keys, cutouts, tiles)):
             r = _clip_rect(r, w, h)
             if r is None:
+                pictures.append(Rect(0, 0, 0, 0))
                 continue
             if views is None:
                 self._draw_plain(key, cut, r, image, background, known, alpha)
+                pictures.append(r)
             else:
-                self._draw_framed(key, cut, views[i], r, image, background, known, alpha)
+                pictures.append(self._draw_framed(key, cut, views[i], r, image, background, known, alpha))
         self._last = Canvas(image=image, background=background, known=known, alpha=alpha,
-                            tiles=tuple(tiles), keys=keys)
+                            tiles=tuple(tiles), keys=keys, pictures=tuple(pictures))
         return self._last
 
     def _remember(self, key: Hashable, img: np.ndarray, seen: np.ndarray, pts: float, box=None, size=None):
@@ -240,7 +243,7 @@ class Placer:
         background[ys, xs] = bg
         known[ys, xs] = ok
 
-    def _draw_framed(self, key, cut: Cutout, view: View, r: Rect, image, background, known, alpha) -> None:
+    def _draw_framed(self, key, cut: Cutout, view: View, r: Rect, image, background, known, alpha) -> Rect:
         """The picture through its view: scaled and shifted inside the tile, cropped where
         it overflows, and where it does not cover the tile the rest is left unknown for
         the grower to extend. The background memory works on the picture itself (at a
@@ -256,7 +259,7 @@ class Placer:
         sx, sy = s * sw / lw, s * sh / lh
         crop = crop_plan((lw, lh), (sx, sy), (x, y), (r.w, r.h))
         if crop is None:
-            return
+            return Rect(r.x, r.y, 0, 0)
         a = cv2.resize(cut.alpha, (lw, lh), interpolation=cv2.INTER_LINEAR)
         fade_cut_edges(a, (sx, sy), (x, y), (r.w, r.h), self.framing.edge_fade)
         # Everything per pixel from here on, the memory included, only on the part of
@@ -270,6 +273,10 @@ class Placer:
         paste(background[ys, xs], bg, local, cv2.INTER_LINEAR)
         paste(known.view(np.uint8)[ys, xs], ok.view(np.uint8), local, cv2.INTER_NEAREST)
         paste(alpha[ys, xs], a, local, cv2.INTER_LINEAR)
+        # Where the picture landed, cut to the tile.
+        px0, py0 = max(crop.at[0], 0), max(crop.at[1], 0)
+        px1, py1 = min(crop.at[0] + crop.size[0], r.w), min(crop.at[1] + crop.size[1], r.h)
+        return Rect(r.x + px0, r.y + py0, max(0, px1 - px0), max(0, py1 - py0))
 
     def _level(self, key: Hashable, scale: float) -> int:
         """How many times to halve a picture before drawing it at ``scale``: bilinear

@@ -100,7 +100,6 @@ class Pipeline:
         self._canvas_size = None
         self._tiles: tuple = ()
         self._moving = False
-        self._outside: tuple[tuple, np.ndarray] | None = None  # (tiles, mask outside them)
 
     @staticmethod
     def _room_fill(config: PipelineConfig) -> RoomFill:
@@ -155,7 +154,7 @@ class Pipeline:
         return Result(image=image, canvas=canvas, grown=grown, ms=dict(timer.ms), views=views)
 
     def _follow_layout(self, canvas: Canvas) -> None:
-        """Drop the live grower's carried state when the canvas or the tiles change: when
+        """Drop the live grower's carried state when the canvas or the seats change: when
         feeds start to slide and again when they settle. Cells that were a feed a moment
         ago would otherwise keep its colours (the outline of someone who left)."""
         tiles = tuple(canvas.tiles)
@@ -164,35 +163,26 @@ class Pipeline:
             self.grower.reset()
         self._canvas_size, self._tiles, self._moving = canvas.size, tiles, moving
 
-    def _outside_tiles(self, canvas: Canvas) -> np.ndarray:
-        if self._outside is None or self._outside[0] != (canvas.size, canvas.tiles):
-            w, h = canvas.size
-            mask = np.ones((h, w), bool)
-            for r in canvas.tiles:
-                mask[max(r.y, 0):max(r.y + r.h, 0), max(r.x, 0):max(r.x + r.w, 0)] = False
-            self._outside = ((canvas.size, canvas.tiles), mask)
-        return self._outside[1]
-
     def _grow(self, canvas: Canvas) -> np.ndarray:
-        """The background with every unknown pixel filled. Outside the tiles (gaps and
-        margins) the room's cached joined background, when there is one for these tiles;
-        inside them, and everywhere while there is none, the live grower."""
+        """The background with every unknown pixel filled. Away from the pictures (gaps,
+        margins, the room around a shrunk picture) the room's cached joined background,
+        when there is one for these seats; near and inside them (what a person hides),
+        and everywhere while there is none, the live grower."""
         # Where a person is opaque the fill never shows: growers may skip it.
         covered = canvas.alpha >= COVERED_ALPHA
         fill = self.room_fill.frame(canvas) if self.room_fill is not None else None
         if fill is None:
             return self.grower.fill(canvas.background, canvas.known, covered)
-        image, opacity = fill
-        outside = self._outside_tiles(canvas)
-        if opacity < 1.0:
+        where = fill.where.view(np.uint8)
+        if fill.opacity < 1.0:
             # Fading in over the live fill.
             grown = self.grower.fill(canvas.background, canvas.known, covered)
-            mixed = cv2.addWeighted(grown, 1.0 - opacity, image, opacity, 0.0)
-            cv2.copyTo(mixed, outside.view(np.uint8), grown)
+            mixed = cv2.addWeighted(grown, 1.0 - fill.opacity, fill.image, fill.opacity, 0.0)
+            cv2.copyTo(mixed, where, grown)
             return grown
         context = canvas.background.copy()
-        cv2.copyTo(image, outside.view(np.uint8), context)
-        return self.grower.fill(context, canvas.known | outside, covered)
+        cv2.copyTo(fill.image, where, context)
+        return self.grower.fill(context, canvas.known | fill.where, covered)
 
     def reset(self) -> None:
         if self.room_fill is not None:

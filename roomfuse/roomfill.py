@@ -1,24 +1,28 @@
-"""The joined room: the background between and around the feeds, built off the frame path.
+"""The joined room: the background between and around the pictures, built off the frame path.
 
 A call's background barely changes; only the people move. So the fill of the gaps and
 margins (the part of the canvas no camera sees) is not grown anew every frame: a worker
 thread builds it from the rooms' clean plates (the canvas background, where the per-feed
-background memory knows it) with the full still-image fill, structure then texture
+background memory knows it) with the still-image fill, structure then texture
 (``growth.joiner``), and the frame path only applies it. A new fill is built when the
-layout changes or when the plates near the holes have changed (the light, an uncovered
-wall), at most every ``min_interval_s``, and cross-faded in over ``fade_s``.
+seats change, when a picture has moved (framing follows a person), or when the plates
+near the holes have changed (the light, an uncovered wall), at most every
+``min_interval_s``, and cross-faded in over ``fade_s``.
 
-Per frame:
-- ``frame(canvas)`` returns the fill to use outside the tiles, or None while there is none
-  for the current tiles (the first frames, or just after a layout change: the previous
-  fill belongs to a layout that is gone, so nothing of a departed feed can linger). The
-  pipeline's live grower then fills everything, from a fresh state.
-- the fill follows the live picture: a smooth correction (the difference between the
-  live background and the plate the fill was built from, measured on the known pixels at
-  1/8 resolution and spread into the holes) is added, so a change of exposure reaches the
-  fill at once and the border with the live feed stays invisible.
-- the worker runs at a lower OS priority, so a refresh takes the time the frame path
-  leaves free; ``inline`` (render) builds it in the calling thread, deterministically.
+Per frame ``frame(canvas)`` returns the fill and where it applies: everything farther than
+``band`` pixels from every picture. The band around each picture is left to the live
+grower, so a picture that drifts by a few pixels (a camera operator following a head)
+still meets the fill without a seam until the next fill arrives. There is no fill:
+- before the first one is built, or when the seats change (someone joined or left, the
+  order changed): the fill belongs to a room that is gone, so nothing of a departed
+  participant can linger; the pipeline's live grower fills everything, from a fresh
+  state, until the new fill fades in;
+- when a picture moved farther than ``drop_px`` since the fill was built.
+The fill follows the live picture: a smooth correction (the difference between the live
+background and the plates it was built from, on the known pixels at 1/8 resolution,
+spread into the holes) is added, so a change of exposure reaches the fill at once. The
+worker runs at a lower OS priority, so a build takes the time the frame path leaves
+free; ``inline`` (render) builds in the calling thread, deterministically.
 """
 from __future__ import annotations
 
@@ -39,11 +43,11 @@ from .frames import Canvas, Rect
 log = logging.getLogger(__name__)
 
 CORRECTION_SCALE = 8   # the live correction is smooth: measured and spread at 1/8
-TARGET_BAND = 16       # pixels inside the tiles that are built too, for context
+TARGET_BAND = 16       # pixels inside the pictures that are built too, for context
 
 
 def tile_rooms(size: tuple[int, int], tiles: Sequence[Rect]) -> np.ndarray:
-    """(H, W) int32: the index of the tile each pixel lies in, or -1 outside every tile."""
+    """(H, W) int32: the index of the rect each pixel lies in, or -1 outside every one."""
     w, h = size
     rooms = np.full((h, w), -1, np.int32)
     for i, r in enumerate(tiles):
@@ -52,15 +56,49 @@ def tile_rooms(size: tuple[int, int], tiles: Sequence[Rect]) -> np.ndarray:
     return rooms
 
 
+def territories(size: tuple[int, int], tiles: Sequence[Rect]) -> np.ndarray:
+    """(H, W) int32: for every pixel the seat it belongs to, the nearest tile (so two
+    neighbouring rooms meet on a straight line midway between their tiles)."""
+    w, h = size
+    ys, xs = np.arange(h)[:, None], np.arange(w)[None, :]
+    best = np.full((h, w), np.inf, np.float32)
+    out = np.zeros((h, w), np.int32)
+    for i, r in enumerate(tiles):
+        dx = np.maximum(np.maximum(r.x - xs, xs - (r.x + r.w - 1)), 0)
+        dy = np.maximum(np.maximum(r.y - ys, ys - (r.y + r.h - 1)), 0)
+        d = np.hypot(dx, dy).astype(np.float32)
+        closer = d < best
+        out[closer], best[closer] = i, d[closer]
+    return out
+
+
+def drift(a: Sequence[Rect], b: Sequence[Rect]) -> int:
+    """How far (pixels) the farthest edge of any picture moved between ``a`` and ``b``."""
+    if len(a) != len(b):
+        return 1 << 30
+    return max((max(abs(p.x - q.x), abs(p.y - q.y), abs(p.x + p.w - q.x - q.w), abs(p.y + p.h - q.y - q.h))
+                for p, q in zip(a, b)), default=0)
+
+
 @dataclass
 class _Built:
     """A finished fill and what it was built from."""
 
-    tiles: tuple[Rect, ...]
-    image: np.ndarray        # HxWx3 uint8: plates where known, the grown fill elsewhere
-    plate_low: np.ndarray    # the plates at 1/8, float32, for change detection
-    known_low: np.ndarray    # bool at 1/8: where the plates were known
-    built_at: float
+    tiles: tuple[Rect, ...]     # the seats
+    pictures: tuple[Rect, ...]  # where the pictures were
+    image: np.ndarray           # HxWx3 uint8: plates where known, the grown fill elsewhere
+    plate_low: np.ndarray       # the plates at 1/8, float32, for change detection
+    known_low: np.ndarray       # bool at 1/8: where the plates were known
+
+
+@dataclass
+class FillFrame:
+    """What the frame path gets: the fill, its opacity over the live fill (below 1 while
+    a first fill fades in) and where it applies."""
+
+    image: np.ndarray
+    opacity: float
+    where: np.ndarray           # HxW bool
 
 
 def _low(image: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -73,11 +111,19 @@ def _low(image: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return num / np.maximum(den, 1e-6)[..., None], den > 0.99
 
 
-class RoomFill:
-    """Caches the joined background of the current layout; see the module notes.
+def _away_from(size: tuple[int, int], pictures: Sequence[Rect], band: int) -> np.ndarray:
+    """Pixels farther than ``band`` from every picture."""
+    inside = (tile_rooms(size, pictures) >= 0).view(np.uint8)
+    if band > 0:
+        inside = cv2.dilate(inside, np.ones((2 * band + 1, 2 * band + 1), np.uint8))
+    return inside == 0
 
-    ``build(image, known, rooms) -> uint8 image`` is the still-image fill (thread-safe:
-    the worker calls it while the frame path runs its own live grower)."""
+
+class RoomFill:
+    """Caches the joined background of the current seats; see the module notes.
+
+    ``build(image, known, rooms, targets) -> uint8 image`` is the still-image fill
+    (thread-safe: the worker calls it while the frame path runs its own live grower)."""
 
     def __init__(self, cfg: RoomFillConfig, build: Callable[..., np.ndarray], fps: float = 30.0,
                  clock: Callable[[], float] = time.monotonic):
@@ -89,41 +135,48 @@ class RoomFill:
             max_workers=1, thread_name_prefix="roomfill", initializer=_lower_priority, initargs=(cfg.nice,))
         self._job: Future | None = None
         self._job_tiles: tuple[Rect, ...] | None = None
-        self._current: _Built | None = None    # the fill being shown
-        self._previous: np.ndarray | None = None  # what it fades from (same tiles), if any
-        self._fade = 1.0                        # 0..1 of the way from previous to current
+        self._current: _Built | None = None       # the fill being shown
+        self._shown: np.ndarray | None = None     # it, with the live correction
+        self._previous: np.ndarray | None = None  # what it cross-fades from (same seats)
+        self._fade = 1.0                          # 0..1 of the way in
+        self._fading_in = False                   # over the live fill (nothing before it)
         self._frames = 0
         self._last_request = -float("inf")
-        self._correction: np.ndarray | None = None
-        self._shown: np.ndarray | None = None
-        self._fading_in = False                 # fading in over the live fill (no previous)
         self._last_tiles: tuple[Rect, ...] = ()
-        self.builds = 0                         # fills finished (for tests and stats)
+        self._where: tuple[tuple, np.ndarray] | None = None
+        self.builds = 0                           # fills finished (for tests and stats)
 
     # ---- the frame path ----------------------------------------------------------------
 
-    def frame(self, canvas: Canvas) -> tuple[np.ndarray, float] | None:
-        """(fill image, opacity 0..1) for the pixels outside the tiles, or None. Opacity
-        below 1 fades in a fill where there was none (blend it over the live fill)."""
-        tiles = tuple(canvas.tiles)
+    def frame(self, canvas: Canvas) -> FillFrame | None:
+        tiles, pictures = tuple(canvas.tiles), canvas.shown
         settled, self._last_tiles = tiles == self._last_tiles, tiles
         self._collect(tiles)
-        if self._current is not None and self._current.tiles != tiles:
+        cur = self._current
+        if cur is not None and (cur.tiles != tiles or drift(cur.pictures, pictures) > self.cfg.drop_px):
             self._drop()
         self._frames += 1
-        if self._should_refresh(canvas, tiles, settled):
-            self._request(canvas, tiles)
-            self._collect(tiles)  # inline builds are ready at once
+        if self._should_build(canvas, tiles, settled):
+            self._request(canvas)
+            self._collect(tiles)  # an inline build is ready at once
         if self._current is None:
             return None
         self._fade = min(1.0, self._fade + 1.0 / max(1.0, self.cfg.fade_s * self.fps))
-        if self._frames % self.cfg.correct_frames == 0 or self._shown is None:
+        if self._shown is None or self._frames % self.cfg.correct_frames == 0:
             self._shown = self._corrected(canvas)
-        image = self._shown
+        image, opacity = self._shown, 1.0
         if self._previous is not None and self._fade < 1.0:
-            return cv2.addWeighted(self._previous, 1.0 - self._fade, image, self._fade, 0.0), 1.0
-        self._previous = None
-        return image, (self._fade if self._fading_in else 1.0)
+            image = cv2.addWeighted(self._previous, 1.0 - self._fade, image, self._fade, 0.0)
+        elif self._fading_in:
+            opacity = self._fade
+        if self._fade >= 1.0:
+            self._previous, self._fading_in = None, False
+        return FillFrame(image, opacity, self._away(canvas.size, pictures))
+
+    def _away(self, size, pictures) -> np.ndarray:
+        if self._where is None or self._where[0] != (size, pictures):
+            self._where = ((size, pictures), _away_from(size, pictures, self.cfg.band))
+        return self._where[1]
 
     def _corrected(self, canvas: Canvas) -> np.ndarray:
         """The fill plus the smooth difference between the live background and the plates
@@ -142,19 +195,20 @@ class RoomFill:
         up = cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR)
         return np.clip(cur.image.astype(np.float32) + up + 0.5, 0, 255).astype(np.uint8)
 
-    # ---- refreshing ----------------------------------------------------------------------
+    # ---- building ----------------------------------------------------------------------
 
-    def _should_refresh(self, canvas: Canvas, tiles, settled: bool) -> bool:
+    def _should_build(self, canvas: Canvas, tiles, settled: bool) -> bool:
         if self._job is not None and not self._job.done():
             return False
-        now = self.clock()
-        if self._current is None:
-            # Nothing for this layout yet: build as soon as the tiles stop moving.
-            return settled and self._job_tiles != tiles
-        if self._frames % self.cfg.check_frames or now - self._last_request < self.cfg.min_interval_s:
-            return False
-        live, live_known = _low(canvas.background, canvas.known)
         cur = self._current
+        if cur is None:
+            # Nothing for these seats yet: build as soon as they stop moving.
+            return settled and self._job_tiles != tiles
+        if self._frames % self.cfg.check_frames or self.clock() - self._last_request < self.cfg.min_interval_s:
+            return False
+        if drift(cur.pictures, canvas.shown) > self.cfg.rebuild_px:
+            return True
+        live, live_known = _low(canvas.background, canvas.known)
         both = live_known & cur.known_low
         newly = float((live_known & ~cur.known_low).mean())
         change = 0.0
@@ -165,45 +219,48 @@ class RoomFill:
             change = float(np.abs(d - d.mean(axis=0)).mean())
         return change > self.cfg.change_level or newly > self.cfg.uncovered
 
-    def _request(self, canvas: Canvas, tiles) -> None:
+    def _request(self, canvas: Canvas) -> None:
         image, known = canvas.background.copy(), canvas.known.copy()
-        rooms = tile_rooms(canvas.size, tiles)
-        # What the fill is for: the pixels outside the tiles, and a band inside them so
-        # the patches there see the feed's edge as it will be shown.
-        outside = (rooms < 0).view(np.uint8)
-        band = cv2.dilate(outside, np.ones((2 * TARGET_BAND + 1,) * 2, np.uint8)) > 0
+        tiles, pictures = tuple(canvas.tiles), canvas.shown
+        # Each seat's room grows into its own territory, from its own picture.
+        rooms = territories(canvas.size, tiles)
+        # What the fill is for: the pixels outside the pictures, and a band inside them so
+        # the patches there see each picture's edge as it is shown.
+        outside = (tile_rooms(canvas.size, pictures) < 0).view(np.uint8)
+        targets = cv2.dilate(outside, np.ones((2 * TARGET_BAND + 1,) * 2, np.uint8)) > 0
         self._last_request = self.clock()
         self._job_tiles = tiles
+        args = (image, known, rooms, targets, tiles, pictures)
         if self._pool is None:
             fut: Future = Future()
             try:
-                fut.set_result(self._run(image, known, rooms, band, tiles))
+                fut.set_result(self._run(*args))
             except Exception as err:  # reported by _collect, as from the worker
                 fut.set_exception(err)
             self._job = fut
         else:
-            self._job = self._pool.submit(self._run, image, known, rooms, band, tiles)
+            self._job = self._pool.submit(self._run, *args)
 
-    def _run(self, image, known, rooms, targets, tiles) -> _Built:
+    def _run(self, image, known, rooms, targets, tiles, pictures) -> _Built:
         t0 = time.perf_counter()
         filled = self.build(image, known, rooms=rooms, targets=targets)
         plate_low, known_low = _low(image, known)
-        log.debug("room fill built in %.0f ms (%d x %d, %.0f %% unknown)", (time.perf_counter() - t0) * 1e3,
+        log.debug("room fill built in %.0f ms (%dx%d, %.0f %% unknown)", (time.perf_counter() - t0) * 1e3,
                   known.shape[1], known.shape[0], 100 * (~known).mean())
-        return _Built(tiles, filled, plate_low, known_low, self.clock())
+        return _Built(tiles, pictures, filled, plate_low, known_low)
 
     def _collect(self, tiles) -> None:
         job = self._job
         if job is None or not job.done():
             return
         self._job = None
-        try:
-            built = job.result()
-        except Exception:  # a failed build must never stop the call: keep the live fill
-            log.exception("room fill failed; the live fill stays")
+        err = job.exception()
+        if err is not None:  # a failed build must never stop the call: the live fill stays
+            log.error("room fill failed (%s: %s); the live fill stays", type(err).__name__, err)
             return
+        built = job.result()
         if built.tiles != tiles:
-            return  # the layout moved on while it was being built
+            return  # the seats changed while it was being built
         self._fading_in = self._current is None
         self._previous = self._shown if self._current is not None else None
         self._current, self._shown, self._fade = built, None, 0.0
@@ -211,7 +268,8 @@ class RoomFill:
 
     def _drop(self) -> None:
         self._current = self._previous = self._shown = None
-        self._fade = 1.0
+        self._fade, self._fading_in = 1.0, False
+        self._job_tiles = None  # build again for these seats
 
     def reset(self) -> None:
         self._drop()

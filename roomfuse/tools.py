@@ -93,7 +93,9 @@ def _grower(name: str, device: str):
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image", required=True, help="input image")
     parser.add_argument("--output", required=True, help="output image (extension sets the format)")
-    parser.add_argument("--grower", default="nca", help="grower name")
+    parser.add_argument("--grower", default="rule-tex",
+                        help="grower name: rule-tex (structure, then the picture's own texture), "
+                             "nca-tex, or any live grower (nca, telea, blend, ...)")
     add_device_argument(parser)
 
 

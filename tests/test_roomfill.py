@@ -65,14 +65,16 @@ def test_nothing_until_the_tiles_settle_then_the_fill_fades_in():
     build = Builder()
     fill = RoomFill(cfg(), build, fps=10)
     assert fill.frame(make_canvas()) is None          # first sight of these tiles
-    image, opacity = fill.frame(make_canvas())        # settled: built inline
-    assert len(build.calls) == 1 and 0 < opacity < 1
-    seen = [opacity]
+    first = fill.frame(make_canvas())                 # settled: built inline
+    assert len(build.calls) == 1 and 0 < first.opacity < 1
+    seen = [first.opacity]
     for _ in range(6):
-        seen.append(fill.frame(make_canvas())[1])
+        seen.append(fill.frame(make_canvas()).opacity)
     assert seen == sorted(seen) and seen[-1] == 1.0
-    gap = image[:, 80:120]
+    gap = first.image[:, 80:120]
     assert np.abs(gap[:, :20].astype(int) - (200, 80, 60)).max() < 10   # the left room's colour
+    # It applies away from the pictures, the band next to them is the live grower's.
+    assert not first.where[:, 78:88].any() and first.where[:, 88:112].all()
 
 
 def test_a_layout_change_drops_the_fill_at_once_and_builds_anew():
@@ -91,13 +93,29 @@ def test_the_fill_follows_a_change_of_light_without_a_rebuild():
     fill = RoomFill(cfg(), build, fps=10)
     fill.frame(make_canvas())
     for _ in range(8):
-        before, _ = fill.frame(make_canvas())
+        before = fill.frame(make_canvas()).image
     for _ in range(6):
-        after, _ = fill.frame(make_canvas(shade=30.0))
+        after = fill.frame(make_canvas(shade=30.0)).image
     gap = (slice(None), slice(85, 115))
     shift = after[gap].astype(float).mean() - before[gap].astype(float).mean()
     assert 24 < shift < 36
     assert len(build.calls) == 1
+
+
+def test_a_picture_that_drifts_is_rebuilt_and_one_that_jumps_is_dropped():
+    build = Builder()
+    fill = RoomFill(cfg(band=4, rebuild_px=3, drop_px=12), build, fps=10)
+    for _ in range(8):
+        assert fill.frame(make_canvas()) is not None or len(build.calls) == 0
+    assert len(build.calls) == 1
+    canvas = make_canvas()
+    drifted = Canvas(**{**canvas.__dict__, "pictures": (Rect(0, 0, 76, 80), TILES[1])})
+    for _ in range(4):
+        assert fill.frame(drifted) is not None         # still shown while a new one is built
+    assert len(build.calls) == 2
+    jumped = Canvas(**{**canvas.__dict__, "pictures": (Rect(0, 0, 60, 80), TILES[1])})
+    after = fill.frame(jumped)   # too far from what it was built for: not shown; a new
+    assert len(build.calls) == 3 and after.opacity < 1  # one is built and fades in
 
 
 def test_a_local_change_of_the_room_is_rebuilt():
@@ -114,7 +132,8 @@ def test_a_failing_build_leaves_the_live_fill(caplog):
     fill = RoomFill(cfg(), Builder(fail=True), fps=10)
     for _ in range(4):
         assert fill.frame(make_canvas()) is None
-    assert "room fill failed" in caplog.text
+    assert "room fill failed (RuntimeError: no fill today)" in caplog.text
+    assert "Traceback" not in caplog.text
 
 
 @pytest.mark.timeout(30)

@@ -120,7 +120,10 @@ class _Level:
             return
         lab = cv2.copyMakeBorder(rooms.astype(np.int32), R, R, R, R, cv2.BORDER_REPLICATE).reshape(-1)
         self.src_room = lab
-        self.t_room = _nearest_labels(self.known, lab)[self.targets]
+        # An unknown pixel with a room of its own (its seat's territory) keeps it; one
+        # without takes the room of its nearest known pixel.
+        own = lab[self.targets]
+        self.t_room = np.where(own >= 0, own, _nearest_labels(self.known, lab)[self.targets])
         self.by_room = {}
         for room in np.unique(self.t_room):
             idx = self.valid_idx[lab[self.valid_idx] == room]
@@ -197,6 +200,19 @@ class _Level:
             ok[ok] &= self.src_room[cand[ok]] == self.t_room[ok]
         return ok
 
+    def _row_reach(self) -> np.ndarray:
+        """Per target, how many rows away the nearest allowed source is (0 inside the
+        rows its room has sources on)."""
+        if getattr(self, "_reach", None) is None:
+            ty = self.targets // self.pw
+            self._reach = np.zeros(len(ty), np.int64)
+            for room, idx in self.by_room.items():
+                rows = idx // self.pw
+                lo, hi = (rows.min(), rows.max()) if len(rows) else (0, self.ph)
+                sel = slice(None) if self.t_room is None else self.t_room == room
+                self._reach[sel] = np.maximum(np.maximum(lo - ty[sel], ty[sel] - hi), 0)
+        return self._reach
+
     def _neighbours(self) -> list[tuple[int, int, np.ndarray]]:
         """Per propagation offset, the row (in ``targets``) of each target's neighbour
         there, or -1; computed once per level."""
@@ -232,11 +248,16 @@ class _Level:
         src = self.src_desc
         ty = self.targets // self.pw
         unit = max(1.0, 0.1 * self.ph)
+        reach = self._row_reach()
 
         def cost(rows, cand):
             d = ((tdesc[rows] - src[cand]) ** 2).sum(1)
             if cfg.row_prior > 0:
-                d *= 1.0 + cfg.row_prior * np.abs(cand // self.pw - ty[rows]) / unit
+                # Rows farther than the nearest row the room has at all: a target above
+                # or below every source (a shrunk picture's margin) is not pulled to
+                # the picture's edge rows, which would only repeat them.
+                far = np.maximum(np.abs(cand // self.pw - ty[rows]) - reach[rows], 0)
+                d *= 1.0 + cfg.row_prior * far / unit
             return d
 
         rows_all = np.arange(len(nnf))
@@ -374,7 +395,8 @@ def synthesize(image: np.ndarray, known: np.ndarray, structure: np.ndarray,
 
     ``sources`` (bool, default ``known``): pixels whose patches may be copied.
     ``rooms`` (int, optional): a room number per known pixel; each unknown pixel fills
-    from the room of its nearest known pixel only.
+    from its own room where it has one (>= 0), else from the room of its nearest known
+    pixel.
     ``targets`` (bool, default every unknown pixel): the unknown pixels to synthesise;
     the others keep ``structure``."""
     rng = np.random.default_rng(cfg.seed)
