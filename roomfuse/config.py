@@ -131,10 +131,12 @@ class RoomFillConfig:
     uncovered: float = 0.02
     min_interval_s: float = 2.0
     # Pictures move (framing follows a person): the fill applies farther than `band`
-    # pixels from every picture, the live grower fills the band; a picture that moved
-    # more than rebuild_px since the fill was built asks for a new one, more than
-    # drop_px and the fill is not shown until then.
-    band: int = 8
+    # pixels from every picture (the live grower fills the band; 0: right up to them,
+    # where a picture that drifted uncovers the plate it was built from); a picture that
+    # moved more than rebuild_px since the fill was built asks for a new one, more than
+    # drop_px and the fill is not shown until then. A band of live fill reads as a
+    # streak around each picture: off by default.
+    band: int = 0
     rebuild_px: int = 4
     drop_px: int = 24
     fade_s: float = 0.5           # a new fill cross-fades in over this long

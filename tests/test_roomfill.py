@@ -73,8 +73,8 @@ def test_nothing_until_the_tiles_settle_then_the_fill_fades_in():
     assert seen == sorted(seen) and seen[-1] == 1.0
     gap = first.image[:, 80:120]
     assert np.abs(gap[:, :20].astype(int) - (200, 80, 60)).max() < 10   # the left room's colour
-    # It applies away from the pictures, the band next to them is the live grower's.
-    assert not first.where[:, 78:88].any() and first.where[:, 88:112].all()
+    # It applies everywhere outside the pictures.
+    assert not first.where[:, 78:80].any() and first.where[:, 80:120].all()
 
 
 def test_a_layout_change_drops_the_fill_at_once_and_builds_anew():
