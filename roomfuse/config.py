@@ -129,7 +129,8 @@ class RoomFillConfig:
     check_frames: int = 15
     change_level: float = 6.0
     uncovered: float = 0.02
-    min_interval_s: float = 2.0
+    # A rebuild takes a core for about a second: never more often than this.
+    min_interval_s: float = 10.0
     # Pictures move (framing follows a person): the fill applies farther than `band`
     # pixels from every picture (the live grower fills the band; 0: right up to them,
     # where a picture that drifted uncovers the plate it was built from); a picture that

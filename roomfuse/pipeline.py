@@ -105,11 +105,11 @@ class Pipeline:
     def _room_fill(config: PipelineConfig) -> RoomFill:
         builder = make_grower(config.fill.grower, device=config.grow.device)
 
-        def build(image, known, rooms, targets):
+        def build(image, known, rooms, targets, cancel):
             # The still fill sees which camera each pixel shows, and what will be seen,
-            # when it can use them.
+            # when it can use them, and stops early when the room closes.
             if isinstance(builder, Joiner):
-                return builder.fill(image, known, rooms=rooms, targets=targets)
+                return builder.fill(image, known, rooms=rooms, targets=targets, cancel=cancel)
             return builder.fill(image, known)
         return RoomFill(config.fill, build, fps=config.fps)
 

@@ -122,8 +122,9 @@ def _away_from(size: tuple[int, int], pictures: Sequence[Rect], band: int) -> np
 class RoomFill:
     """Caches the joined background of the current seats; see the module notes.
 
-    ``build(image, known, rooms, targets) -> uint8 image`` is the still-image fill
-    (thread-safe: the worker calls it while the frame path runs its own live grower)."""
+    ``build(image, known, rooms, targets, cancel) -> uint8 image`` is the still-image
+    fill (thread-safe: the worker calls it while the frame path runs its own live grower;
+    it should stop early once the ``cancel`` event is set)."""
 
     def __init__(self, cfg: RoomFillConfig, build: Callable[..., np.ndarray], fps: float = 30.0,
                  clock: Callable[[], float] = time.monotonic):
@@ -144,6 +145,7 @@ class RoomFill:
         self._last_request = -float("inf")
         self._last_tiles: tuple[Rect, ...] = ()
         self._where: tuple[tuple, np.ndarray] | None = None
+        self._cancel = threading.Event()          # set by close(): a build in flight stops
         self.builds = 0                           # fills finished (for tests and stats)
 
     # ---- the frame path ----------------------------------------------------------------
@@ -243,7 +245,7 @@ class RoomFill:
 
     def _run(self, image, known, rooms, targets, tiles, pictures) -> _Built:
         t0 = time.perf_counter()
-        filled = self.build(image, known, rooms=rooms, targets=targets)
+        filled = self.build(image, known, rooms=rooms, targets=targets, cancel=self._cancel)
         plate_low, known_low = _low(image, known)
         log.debug("room fill built in %.0f ms (%dx%d, %.0f %% unknown)", (time.perf_counter() - t0) * 1e3,
                   known.shape[1], known.shape[0], 100 * (~known).mean())
@@ -255,8 +257,10 @@ class RoomFill:
             return
         self._job = None
         err = job.exception()
-        if err is not None:  # a failed build must never stop the call: the live fill stays
+        if err is not None and not self._cancel.is_set():
+            # A failed build must never stop the call: the live fill stays.
             log.error("room fill failed (%s: %s); the live fill stays", type(err).__name__, err)
+        if err is not None:
             return
         built = job.result()
         if built.tiles != tiles:
@@ -278,8 +282,11 @@ class RoomFill:
         self._last_request = -float("inf")
 
     def close(self) -> None:
+        """Stop the worker: a build in flight stops at its next round (well under a
+        second), and nothing of it outlives the room."""
+        self._cancel.set()
         if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _lower_priority(nice: int) -> None:

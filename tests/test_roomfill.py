@@ -41,7 +41,7 @@ class Builder:
         self.fail = fail
         self.gate = gate
 
-    def __call__(self, image, known, rooms, targets):
+    def __call__(self, image, known, rooms, targets, cancel):
         self.calls.append(rooms.max() + 1)
         if self.gate is not None:
             assert self.gate.wait(10)

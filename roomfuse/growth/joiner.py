@@ -124,10 +124,12 @@ class Joiner(Grower):
         self.name = name
 
     def fill(self, image: np.ndarray, known: np.ndarray, covered: np.ndarray | None = None,
-             rooms: np.ndarray | None = None, targets: np.ndarray | None = None) -> np.ndarray:
+             rooms: np.ndarray | None = None, targets: np.ndarray | None = None,
+             cancel=None) -> np.ndarray:
         """``rooms`` (optional int HxW): which room (camera) each known pixel shows;
         without it, the connected parts of the known area. ``targets`` (optional bool):
-        the unknown pixels that will be seen; the others get the structure only."""
+        the unknown pixels that will be seen; the others get the structure only.
+        ``cancel`` (optional ``threading.Event``): stop early (``texture.Cancelled``)."""
         check_inputs(image, known)
         if known.all() or not known.any():
             return self.structure.fill(image, known)
@@ -138,5 +140,6 @@ class Joiner(Grower):
             rooms = known_rooms(known)
         if len(np.unique(rooms[known])) > 1:
             smooth = room_structure(image, known, rooms, smooth)
-        textured = synthesize(image, known, smooth, rooms=rooms, targets=targets, cfg=self.texture)
+        textured = synthesize(image, known, smooth, rooms=rooms, targets=targets, cfg=self.texture,
+                              cancel=cancel)
         return paste_unknown(image, known, textured)

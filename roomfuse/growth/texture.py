@@ -385,10 +385,14 @@ def _upsample_field(coarse: _Level, cnnf: np.ndarray, cweight: np.ndarray, fine:
     return nnf, weight
 
 
+class Cancelled(Exception):
+    """A synthesis stopped because its caller no longer wants it."""
+
+
 def synthesize(image: np.ndarray, known: np.ndarray, structure: np.ndarray,
                sources: np.ndarray | None = None, rooms: np.ndarray | None = None,
-               targets: np.ndarray | None = None, cfg: TextureConfig = TextureConfig()
-               ) -> np.ndarray:
+               targets: np.ndarray | None = None, cfg: TextureConfig = TextureConfig(),
+               cancel=None) -> np.ndarray:
     """Fill the unknown pixels of ``image`` with patches of its known pixels that follow
     ``structure`` (a smooth fill of the same size, e.g. the growth model's). Returns
     float32 HxWx3 (0..255), equal to ``image`` where known.
@@ -398,7 +402,8 @@ def synthesize(image: np.ndarray, known: np.ndarray, structure: np.ndarray,
     from its own room where it has one (>= 0), else from the room of its nearest known
     pixel.
     ``targets`` (bool, default every unknown pixel): the unknown pixels to synthesise;
-    the others keep ``structure``."""
+    the others keep ``structure``. ``cancel`` (a ``threading.Event``, optional): when it
+    is set the synthesis stops at its next round and raises ``Cancelled``."""
     rng = np.random.default_rng(cfg.seed)
     img = image.astype(np.float32)
     smooth = structure.astype(np.float32)
@@ -444,6 +449,8 @@ def synthesize(image: np.ndarray, known: np.ndarray, structure: np.ndarray,
             rounds = cfg.coarse_iters if coarsest else cfg.em_iters
             radius = max(lvl.ph, lvl.pw) if coarsest else cfg.search_radius
             for it in range(rounds):
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled("texture synthesis cancelled")
                 nnf, dist = lvl.search(nnf, lvl.target_desc(est), radius, cfg)
                 weight = _weights(dist, cfg.sharpness)
                 est = lvl.vote(nnf, weight, est, best=depth == 0 and it == rounds - 1)
