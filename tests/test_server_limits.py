@@ -97,7 +97,7 @@ def test_200_slow_half_sent_requests_are_closed_while_others_are_answered(tmp_pa
         port = int(line.split("127.0.0.1:")[1].split("/")[0])
         t0 = time.monotonic()
         for i in range(200):
-            s = _connect(port, timeout=1.0)
+            s = _connect(port, timeout=5.0)  # a busy machine may retry a SYN
             if i % 2:  # the header never ends
                 s.sendall(b"GET /config HTTP/1.1\r\nHost: x\r\nX-Slow: ")
             else:  # the header ends, the body never does

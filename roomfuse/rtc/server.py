@@ -228,7 +228,7 @@ class Server:
         loop = asyncio.get_running_loop()
         try:
             self._listener = await loop.create_server(self.door, self.host, self.port, ssl=self.ssl_context,
-                                                      backlog=128)
+                                                      backlog=1024)  # a burst of callers waits in the kernel, not refused
         except OSError as e:
             await self.stop()
             raise ServeError(f"cannot listen on {self.host}:{self.port}: {e.strerror or e}") from None
