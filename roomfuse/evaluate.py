@@ -36,7 +36,7 @@ TWO_ROOMS_GAP = 96
 FLICKER_CLIPS = ("person_clips/intel_asl_walk.mkv", "person_clips/pyfeat_single_face.mp4",
                  "scene_clips/intel_one_by_one_person_detection.mp4")
 # Seconds a picture: measured on single pictures, never run per frame of a video.
-STILL = {"rule-tex", "nca-tex", "patchmatch", "fsr", "pconv"}
+STILL = {"rule-tex", "nca-tex", "patchmatch", "fsr"}
 DEFAULT_METHODS = "rule-tex,nca-tex,nca,rule,telea-full,ns-full,telea,blend,patchmatch,fsr"
 
 

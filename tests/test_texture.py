@@ -103,3 +103,16 @@ def test_still_fill_by_name_and_small_parts_join_their_neighbour():
     speck[2:4, 32:34] = True  # 4 pixels alone in the hole: join the nearest part
     labels = known_rooms(parts | speck)
     assert labels[3, 33] == labels[3, 29] and labels[3, 29] != labels[3, 41]
+
+
+def test_the_realism_peers_fill_by_name_and_keep_the_known_pixels():
+    """The eval's peers are real: PatchMatch (pypatchmatch) and OpenCV's FSR."""
+    img = _wood(5)
+    known = _gap_case(img)
+    for name in ("patchmatch", "fsr"):
+        out = make_grower(name).fill(img, known)
+        assert out.shape == img.shape and out.dtype == np.uint8, name
+        assert np.array_equal(out[known], img[known]), name
+        # A real fill, not the hole left black or flat.
+        hole = out[~known].astype(np.float32)
+        assert hole.mean() > 60 and hole.std() > 5, (name, hole.mean(), hole.std())
