@@ -1,0 +1,137 @@
+"""Per-pixel work only where it is needed, with the same pixels as on the whole canvas.
+
+A call's canvas is wide (four 720p seats in a row: 4032x720) and most passes over it
+need only a part: a person's matte is non-zero on a third of it, the live grower writes
+only the pixels nobody has seen, the room fill applies between the pictures. These
+helpers find the boxes where the work is and run OpenCV's resampling on just those
+boxes. Upsampling a box of a low-resolution image with one source cell of margin gives
+exactly the pixels the whole-canvas resize gives there, when the scale is a whole
+number (the box starts on a cell boundary, so every pixel samples the same source
+positions with the same weights); otherwise the helpers fall back to the whole canvas.
+
+Block means are taken as exact integer sums: OpenCV's area resize of an 8-bit image
+rounds each mean to a whole level, but of the image times the block's pixel count
+(16-bit) it returns the block's sum exactly, a fraction of the cost of converting the
+canvas to float first.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from .frames import Rect
+
+Box = tuple[int, int, int, int]  # x0, y0, x1, y1: pixels x0 <= x < x1, y0 <= y < y1
+
+BAND = 256  # width of the column bands that unknown pixels are boxed in
+
+
+def box_slices(box: Box) -> tuple[slice, slice]:
+    x0, y0, x1, y1 = box
+    return slice(y0, y1), slice(x0, x1)
+
+
+def clip_rect(r: Rect, w: int, h: int) -> Box | None:
+    x0, y0 = max(r.x, 0), max(r.y, 0)
+    x1, y1 = min(r.x + r.w, w), min(r.y + r.h, h)
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
+def bounding_box(mask: np.ndarray, offset: tuple[int, int] = (0, 0)) -> Box | None:
+    """The box around the non-zero pixels of a uint8 mask (None: all zero)."""
+    x, y, w, h = cv2.boundingRect(mask)
+    if not w or not h:
+        return None
+    return x + offset[0], y + offset[1], x + w + offset[0], y + h + offset[1]
+
+
+def mask_boxes(mask: np.ndarray, rects: Sequence[Rect]) -> list[Box]:
+    """Boxes around the non-zero pixels of a uint8 mask, one per rect (the pictures on a
+    canvas), or one around all of them when the rects do not hold every such pixel
+    (rects overlapping mid-slide, a mask painted outside them)."""
+    h, w = mask.shape
+    boxes, inside = [], 0
+    clipped = [b for b in (clip_rect(r, w, h) for r in rects) if b is not None]
+    for b in clipped:
+        part = mask[box_slices(b)]
+        inside += cv2.countNonZero(part)
+        found = bounding_box(part, (b[0], b[1]))
+        if found is not None:
+            boxes.append(found)
+    if inside != cv2.countNonZero(mask) or _overlap(clipped):
+        one = bounding_box(mask)
+        return [] if one is None else [one]
+    return boxes
+
+
+def _overlap(boxes: Sequence[Box]) -> bool:
+    return any(a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+               for i, a in enumerate(boxes) for b in boxes[i + 1:])
+
+
+def band_boxes(mask: np.ndarray, band: int = BAND) -> list[Box]:
+    """Boxes around the non-zero pixels of a uint8 mask in column bands ``band`` wide:
+    tight around several separate holes in a wide canvas, without a search for them."""
+    h, w = mask.shape
+    boxes = []
+    for x0 in range(0, w, band):
+        found = bounding_box(mask[:, x0:x0 + band], (x0, 0))
+        if found is not None:
+            boxes.append(found)
+    return boxes
+
+
+def whole_scale(size: tuple[int, int], low: tuple[int, int]) -> int | None:
+    """The scale from ``low`` (w, h) to ``size`` (w, h) if it is one whole number in
+    both directions, else None."""
+    (w, h), (lw, lh) = size, low
+    if lw <= 0 or lh <= 0 or w % lw or h % lh or w // lw != h // lh:
+        return None
+    return w // lw
+
+
+def snap(box: Box, scale: int, size: tuple[int, int]) -> Box:
+    """``box`` grown outward to whole cells of ``scale`` pixels (within ``size``)."""
+    x0, y0, x1, y1 = box
+    w, h = size
+    return (x0 // scale * scale, y0 // scale * scale,
+            min(w, -(-x1 // scale) * scale), min(h, -(-y1 // scale) * scale))
+
+
+def upsample_box(low: np.ndarray, scale: int, box: Box) -> np.ndarray:
+    """``cv2.resize(low, (lw * scale, lh * scale), INTER_LINEAR)[box]``, computed on the
+    box alone. ``box`` must lie on whole cells (``snap``)."""
+    lh, lw = low.shape[:2]
+    x0, y0, x1, y1 = box
+    cx0, cy0, cx1, cy1 = x0 // scale, y0 // scale, x1 // scale, y1 // scale
+    # One source cell of margin: the border cells then sample their true neighbours.
+    mx0, my0, mx1, my1 = max(cx0 - 1, 0), max(cy0 - 1, 0), min(cx1 + 1, lw), min(cy1 + 1, lh)
+    part = cv2.resize(low[my0:my1, mx0:mx1], ((mx1 - mx0) * scale, (my1 - my0) * scale),
+                      interpolation=cv2.INTER_LINEAR)
+    ox, oy = (cx0 - mx0) * scale, (cy0 - my0) * scale
+    return part[oy:oy + (y1 - y0), ox:ox + (x1 - x0)]
+
+
+def block_sums(image: np.ndarray, factor: int) -> np.ndarray:
+    """Exact sums of ``factor`` x ``factor`` blocks of a uint8 image whose sides are
+    multiples of ``factor`` (uint16 for blocks of up to 257 pixels)."""
+    n = factor * factor
+    h, w = image.shape[:2]
+    scaled = np.multiply(image, n, dtype=np.uint16)
+    return cv2.resize(scaled, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+
+
+def block_counts(mask: np.ndarray, factor: int) -> np.ndarray:
+    """Exact counts of set pixels in ``factor`` x ``factor`` blocks of a 0/1 uint8 mask
+    (uint8, for blocks of up to 255 pixels)."""
+    n = factor * factor
+    h, w = mask.shape
+    return cv2.resize(np.multiply(mask, n, dtype=np.uint8), (w // factor, h // factor),
+                      interpolation=cv2.INTER_AREA)
+
+
+def merge_rows(boxes: Iterable[Box]) -> list[Box]:
+    """The boxes in order of their first row (for strip-wise passes)."""
+    return sorted(boxes, key=lambda b: (b[1], b[0]))
