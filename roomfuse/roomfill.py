@@ -39,6 +39,7 @@ import numpy as np
 
 from .config import RoomFillConfig
 from .frames import Canvas, Rect
+from .regions import Box, block_counts, block_sums, box_slices, snap, upsample_box, whole_scale
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +100,24 @@ class FillFrame:
     image: np.ndarray
     opacity: float
     where: np.ndarray           # HxW bool
+    # Boxes that hold every pixel of ``where`` (x0, y0, x1, y1): the image is only
+    # brought up to date inside them, and only they need be read.
+    boxes: tuple[Box, ...] = ()
 
 
 def _low(image: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Known-only mean of the image at 1/``CORRECTION_SCALE`` and the cells fully known."""
     h, w = known.shape
     size = (max(1, w // CORRECTION_SCALE), max(1, h // CORRECTION_SCALE))
+    k8 = known.view(np.uint8)
+    if w % CORRECTION_SCALE == 0 and h % CORRECTION_SCALE == 0:
+        # Exact block sums in integers: the same values as the float area resize below,
+        # without converting the canvas to float (6x cheaper on a 4032x720 canvas).
+        n = 1.0 / (CORRECTION_SCALE * CORRECTION_SCALE)
+        masked = cv2.copyTo(image, k8, np.zeros_like(image))
+        num = block_sums(masked, CORRECTION_SCALE).astype(np.float32) * np.float32(n)
+        den = block_counts(k8, CORRECTION_SCALE).astype(np.float32) * np.float32(n)
+        return num / np.maximum(den, 1e-6)[..., None], den > 0.99
     k = known.astype(np.float32)
     num = cv2.resize(image.astype(np.float32) * k[..., None], size, interpolation=cv2.INTER_AREA)
     den = cv2.resize(k, size, interpolation=cv2.INTER_AREA)
@@ -117,6 +130,12 @@ def _away_from(size: tuple[int, int], pictures: Sequence[Rect], band: int) -> np
     if band > 0:
         inside = cv2.dilate(inside, np.ones((2 * band + 1, 2 * band + 1), np.uint8))
     return inside == 0
+
+
+def _component_boxes(mask: np.ndarray) -> tuple[Box, ...]:
+    """Boxes around the connected parts of a bool mask (the gaps, the margins)."""
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
+    return tuple((int(x), int(y), int(x + w), int(y + h)) for x, y, w, h, _ in stats[1:n])
 
 
 class RoomFill:
@@ -148,6 +167,11 @@ class RoomFill:
         self._cancel = threading.Event()          # set by close(): a build in flight stops
         self.builds = 0                           # fills finished (for tests and stats)
 
+    @property
+    def ready(self) -> bool:
+        """Whether a fill is in place (it applies to the frames while it is)."""
+        return self._current is not None
+
     # ---- the frame path ----------------------------------------------------------------
 
     def frame(self, canvas: Canvas) -> FillFrame | None:
@@ -164,25 +188,39 @@ class RoomFill:
         if self._current is None:
             return None
         self._fade = min(1.0, self._fade + 1.0 / max(1.0, self.cfg.fade_s * self.fps))
+        where, boxes, around = self._away(canvas.size, pictures)
         if self._shown is None or self._frames % self.cfg.correct_frames == 0:
-            self._shown = self._corrected(canvas)
+            self._shown = self._corrected(canvas, around)
         image, opacity = self._shown, 1.0
         if self._previous is not None and self._fade < 1.0:
-            image = cv2.addWeighted(self._previous, 1.0 - self._fade, image, self._fade, 0.0)
+            image = image.copy()
+            for box in boxes:
+                ys, xs = box_slices(box)
+                image[ys, xs] = cv2.addWeighted(self._previous[ys, xs], 1.0 - self._fade, self._shown[ys, xs],
+                                                self._fade, 0.0)
         elif self._fading_in:
             opacity = self._fade
         if self._fade >= 1.0:
             self._previous, self._fading_in = None, False
-        return FillFrame(image, opacity, self._away(canvas.size, pictures))
+        return FillFrame(image, opacity, where, boxes)
 
-    def _away(self, size, pictures) -> np.ndarray:
+    def _away(self, size, pictures) -> tuple[np.ndarray, tuple[Box, ...], tuple[Box, ...]]:
+        """Where the fill applies, boxes around it, and those boxes grown by ``drop_px``
+        (the live correction covers them: a picture that drifts, up to the distance at
+        which the fill is dropped, still meets a corrected fill)."""
         if self._where is None or self._where[0] != (size, pictures):
-            self._where = ((size, pictures), _away_from(size, pictures, self.cfg.band))
+            where = _away_from(size, pictures, self.cfg.band)
+            boxes = _component_boxes(where)
+            m = self.cfg.drop_px
+            around = tuple((max(0, x0 - m), max(0, y0 - m), min(size[0], x1 + m), min(size[1], y1 + m))
+                           for x0, y0, x1, y1 in boxes)
+            self._where = ((size, pictures), (where, boxes, around))
         return self._where[1]
 
-    def _corrected(self, canvas: Canvas) -> np.ndarray:
+    def _corrected(self, canvas: Canvas, boxes: Sequence[Box] | None = None) -> np.ndarray:
         """The fill plus the smooth difference between the live background and the plates
-        it was built from, spread from the known pixels into the holes."""
+        it was built from, spread from the known pixels into the holes; inside ``boxes``
+        only, when given (elsewhere the fill as built)."""
         cur = self._current
         live, live_known = _low(canvas.background, canvas.known)
         both = live_known & cur.known_low
@@ -194,8 +232,18 @@ class RoomFill:
         den = cv2.GaussianBlur(both.astype(np.float32), (0, 0), sigma)
         low = num / np.maximum(den, 1e-3)[..., None]
         h, w = cur.image.shape[:2]
-        up = cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR)
-        return np.clip(cur.image.astype(np.float32) + up + 0.5, 0, 255).astype(np.uint8)
+        scale = whole_scale((w, h), low.shape[1::-1])
+        if boxes is None or scale is None:
+            up = cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR)
+            return np.clip(cur.image.astype(np.float32) + up + 0.5, 0, 255).astype(np.uint8)
+        # Only where the fill shows: between the pictures, a small part of a wide canvas.
+        out = cur.image.copy()
+        for box in boxes:
+            box = snap(box, scale, (w, h))
+            ys, xs = box_slices(box)
+            part = cur.image[ys, xs].astype(np.float32) + upsample_box(low, scale, box) + 0.5
+            out[ys, xs] = np.clip(part, 0, 255).astype(np.uint8)
+        return out
 
     # ---- building ----------------------------------------------------------------------
 

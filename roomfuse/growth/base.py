@@ -16,6 +16,8 @@ import abc
 import cv2
 import numpy as np
 
+from ..regions import band_boxes, box_slices, snap, upsample_box, whole_scale
+
 
 class Grower(abc.ABC):
     """Fills unknown pixels. Subclasses set ``name`` and implement ``fill``."""
@@ -45,6 +47,11 @@ def check_inputs(image: np.ndarray, known: np.ndarray) -> None:
         raise ValueError(f"image must be HxWx3 uint8, got {image.shape} {image.dtype}")
     if known.shape != image.shape[:2]:
         raise ValueError(f"known mask shape {known.shape} does not match image {image.shape[:2]}")
+
+
+# Upsample box by box only while the boxes cover less than this share of the canvas;
+# beyond it one resize of the whole canvas is cheaper than the boxes and their masks.
+BOXED_SHARE = 0.5
 
 
 def downsample_known(image: np.ndarray, known: np.ndarray, factor: int,
@@ -83,8 +90,25 @@ def paste_unknown(image: np.ndarray, known: np.ndarray, fill: np.ndarray) -> np.
 
 
 def upsample_into(image: np.ndarray, known: np.ndarray, low: np.ndarray) -> np.ndarray:
-    """Bring a low-resolution fill up to full size and write it into unknown pixels only."""
+    """Bring a low-resolution fill up to full size and write it into unknown pixels only.
+
+    Where the unknown pixels lie in a small part of the canvas (on a call's wide canvas
+    the room fill leaves the live fill only what the people hide), only the boxes
+    around them are upsampled (``regions``: the same pixels as the whole resize)."""
     h, w = known.shape
     # Round at low resolution: resizing uint8 is several times cheaper than float.
-    up = cv2.resize(to_uint8(low), (w, h), interpolation=cv2.INTER_LINEAR)
-    return paste_unknown(image, known, up)
+    low8 = to_uint8(low)
+    k8 = known.view(np.uint8) if known.dtype == bool else (known > 0).astype(np.uint8)
+    scale = whole_scale((w, h), (low8.shape[1], low8.shape[0]))
+    if scale is not None:
+        unknown = cv2.compare(k8, 0, cv2.CMP_EQ)
+        boxes = [snap(b, scale, (w, h)) for b in band_boxes(unknown)]
+        if sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes) < BOXED_SHARE * w * h:
+            out = image.copy()
+            for box in boxes:
+                ys, xs = box_slices(box)
+                cv2.copyTo(upsample_box(low8, scale, box), unknown[ys, xs], out[ys, xs])
+            return out
+    up = cv2.resize(low8, (w, h), interpolation=cv2.INTER_LINEAR)
+    cv2.copyTo(image, k8, up)  # a new array of our own: no copy needed
+    return up
