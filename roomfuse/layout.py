@@ -125,8 +125,11 @@ class Placer:
 
     def __init__(self, cfg: LayoutConfig = LayoutConfig(), memory: MemoryConfig = MemoryConfig(),
                  canvas_size: tuple[int, int] | None = None, slide_frames: int = 12,
-                 framing: FramingConfig = FramingConfig()):
+                 framing: FramingConfig = FramingConfig(), pool=None):
+        """``pool`` (optional, an executor): half of the feeds are drawn there, at the
+        same time as the other half (each feed writes only its own tile)."""
         self.cfg = cfg
+        self.pool = pool
         self.memory_cfg = memory
         self.framing = framing
         self.canvas_size = canvas_size
@@ -209,17 +212,26 @@ class Placer:
         known = np.zeros((h, w), bool)
         alpha = np.zeros((h, w), np.float32)
         tiles = self.tiles_now(keys)
-        pictures = []
-        for i, (key, cut, r) in enumerate(zip(keys, cutouts, tiles)):
-            r = _clip_rect(r, w, h)
+        arrays = (image, background, known, alpha)
+
+        def draw(i: int) -> Rect:
+            r = _clip_rect(tiles[i], w, h)
             if r is None:
-                pictures.append(Rect(0, 0, 0, 0))
-                continue
+                return Rect(0, 0, 0, 0)
             if views is None:
-                self._draw_plain(key, cut, r, image, background, known, alpha)
-                pictures.append(r)
-            else:
-                pictures.append(self._draw_framed(key, cut, views[i], r, image, background, known, alpha))
+                self._draw_plain(keys[i], cutouts[i], r, *arrays)
+                return r
+            return self._draw_framed(keys[i], cutouts[i], views[i], r, *arrays)
+
+        n = len(cutouts)
+        # Tiles overlap only mid-slide: then one after the other, so the later wins.
+        if self.pool is None or n < 2 or _overlapping([_clip_rect(t, w, h) for t in tiles]):
+            pictures = [draw(i) for i in range(n)]
+        else:
+            half = n // 2
+            others = self.pool.submit(lambda: [draw(i) for i in range(half, n)])
+            pictures = [draw(i) for i in range(half)]
+            pictures += others.result()
         self._last = Canvas(image=image, background=background, known=known, alpha=alpha,
                             tiles=tuple(tiles), keys=keys, pictures=tuple(pictures))
         return self._last
@@ -386,6 +398,12 @@ def resize_feed(image: np.ndarray, w: int, h: int) -> np.ndarray:
     shrink = min(w / iw, h / ih)
     interp = cv2.INTER_AREA if shrink < 0.5 else cv2.INTER_LINEAR
     return cv2.resize(image, (w, h), interpolation=interp)
+
+
+def _overlapping(rects: Sequence[Rect | None]) -> bool:
+    rs = [r for r in rects if r is not None]
+    return any(a.x < b.x + b.w and b.x < a.x + a.w and a.y < b.y + b.h and b.y < a.y + a.h
+               for i, a in enumerate(rs) for b in rs[i + 1:])
 
 
 def _clip_rect(r: Rect, w: int, h: int) -> Rect | None:

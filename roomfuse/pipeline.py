@@ -24,6 +24,7 @@ from .framing import Framer
 from .growth import make_grower
 from .growth.joiner import Joiner
 from .layout import Placer
+from .regions import box_slices
 from .roomfill import RoomFill
 from .segment import make_segmenter
 
@@ -40,7 +41,8 @@ def build_grower(grow: GrowConfig):
         raise ConfigError(f"precision {grow.precision!r}: choose float32 or float16")
     options = {}
     if grow.grower in LEARNED_GROWERS:
-        options = {"checkpoint": grow.checkpoint, "half": grow.precision == "float16"}
+        options = {"checkpoint": grow.checkpoint, "half": grow.precision == "float16",
+                   "work_height": grow.work_height or None}
     elif grow.checkpoint is not None:
         raise ConfigError(f"--checkpoint {grow.checkpoint}: only the growth model (--grower nca) "
                           f"loads weights, not {grow.grower}")
@@ -91,12 +93,16 @@ class Pipeline:
         self.framer = Framer(config.framing, fps=config.fps,
                              finder="mediapipe" if segmenter == "mediapipe" else "matte",
                              ) if config.framing.enabled else None
-        self.placer = Placer(config.layout, config.memory, canvas_size=canvas_size, framing=config.framing)
+        # Two cores: the feeds are segmented two at a time, and the canvas passes (drawing
+        # the feeds, composing) run in two halves, one in this thread and one in the pool.
+        # Its threads sleep between jobs (no spinning), and no stage uses more than two.
+        self._pool = ThreadPoolExecutor(max_workers=max(2, config.segment.threads),
+                                        thread_name_prefix="roomfuse")
+        self.placer = Placer(config.layout, config.memory, canvas_size=canvas_size, framing=config.framing,
+                             pool=self._pool)
         self.grower = grower if grower is not None else build_grower(config.grow)
-        self.compositor = Compositor(config.composite)
+        self.compositor = Compositor(config.composite, pool=self._pool)
         self.room_fill = self._room_fill(config) if config.fill.enabled else None
-        self._pool = ThreadPoolExecutor(max_workers=max(1, config.segment.threads),
-                                        thread_name_prefix="segment")
         self._canvas_size = None
         self._tiles: tuple = ()
         self._moving = False
@@ -148,9 +154,11 @@ class Pipeline:
                 canvas = fade_people(canvas, opacity)
         self._follow_layout(canvas)
         with timer.stage("grow"):
+            # The harmoniser's gains need only the canvas: worked out beside the grower.
+            gains = self._pool.submit(self.compositor.gains, canvas)
             grown = self._grow(canvas)
         with timer.stage("composite"):
-            image = self.compositor(canvas, grown)
+            image = self.compositor.compose(canvas, grown, gains.result())
         return Result(image=image, canvas=canvas, grown=grown, ms=dict(timer.ms), views=views)
 
     def _follow_layout(self, canvas: Canvas) -> None:
@@ -174,14 +182,19 @@ class Pipeline:
         if fill is None:
             return self.grower.fill(canvas.background, canvas.known, covered)
         where = fill.where.view(np.uint8)
+        boxes = fill.boxes or ((0, 0) + canvas.size,)
         if fill.opacity < 1.0:
             # Fading in over the live fill.
             grown = self.grower.fill(canvas.background, canvas.known, covered)
-            mixed = cv2.addWeighted(grown, 1.0 - fill.opacity, fill.image, fill.opacity, 0.0)
-            cv2.copyTo(mixed, where, grown)
+            for box in boxes:
+                ys, xs = box_slices(box)
+                mixed = cv2.addWeighted(grown[ys, xs], 1.0 - fill.opacity, fill.image[ys, xs], fill.opacity, 0.0)
+                cv2.copyTo(mixed, where[ys, xs], grown[ys, xs])
             return grown
         context = canvas.background.copy()
-        cv2.copyTo(fill.image, where, context)
+        for box in boxes:
+            ys, xs = box_slices(box)
+            cv2.copyTo(fill.image[ys, xs], where[ys, xs], context[ys, xs])
         return self.grower.fill(context, canvas.known | fill.where, covered)
 
     def reset(self) -> None:
