@@ -109,6 +109,12 @@ class GrowConfig:
     # "float32", or "float16": half the memory traffic on CUDA, slightly different
     # results; on a CPU the model always runs in float32. Learned growers only.
     precision: str = "float32"
+    # The growth model works on a grid 1/4 of a canvas this tall (what it is trained and
+    # measured at); a canvas k whole times taller uses a k times coarser grid, so the
+    # model sees the same grid and a 720-high call costs a quarter of the cells it
+    # would at 1/4. What it fills lies behind people or, once the room fill is built,
+    # only near the pictures. 0: always 1/4. Learned growers only.
+    work_height: int = 360
 
 
 @dataclass(frozen=True)

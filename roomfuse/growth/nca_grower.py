@@ -57,7 +57,8 @@ class NCAGrower(Grower):
                  half: bool = False, steps: int | None = None,
                  net: GrowthNet | None = None, rule: RuleConfig | None = None,
                  factor: int = 4, tiled: bool | None = None, tile: int = TILE,
-                 graphs: bool | None = None, fold: bool = True, compile: bool = False):
+                 graphs: bool | None = None, fold: bool = True, compile: bool = False,
+                 work_height: int | None = None):
         """Loads ``checkpoint`` (else the shipped ``DEFAULT_CHECKPOINT``) unless an
         in-memory ``net`` is given (training uses that for validation). ``half`` runs in
         float16 and is honoured on CUDA only, where it changes results slightly.
@@ -69,7 +70,11 @@ class NCAGrower(Grower):
         from CUDA graphs (CUDA only); ``fold`` (default on) perception folded into the
         first layer: one convolution in the tiled form, one matrix product in the
         gathered form, the same function up to rounding; ``compile`` torch.compile the
-        tiled frame (off by default: every new tile bucket compiles anew, seconds each)."""
+        tiled frame (off by default: every new tile bucket compiles anew, seconds each).
+        ``work_height`` (None: off): a canvas k whole times taller than this grows at k
+        times the factor, so its working grid holds what the model sees on a canvas of
+        this height (a 720-high call at 1/8 is the same grid as a 360-high one at 1/4);
+        the live pipeline's grower, not the still fills, which keep the factor."""
         self.device = resolve_device(device)
         cuda = self.device.type == "cuda"
         if net is None:
@@ -84,6 +89,7 @@ class NCAGrower(Grower):
             rule = RuleConfig(**{**rule.to_dict(), "frame_steps": int(steps)})
         self.rule = GrowthRule(self.net, rule)
         self.factor = int(factor)
+        self.work_height = work_height
         self.state: GrowthState | None = None
         self.tiled = cuda if tiled is None else bool(tiled)
         self.tile = int(tile)
@@ -126,10 +132,16 @@ class NCAGrower(Grower):
         check_inputs(image, known)
         if known.all():
             return image.copy()
-        low, low_known = downsample_known(image, known, self.factor)
+        low, low_known = downsample_known(image, known, self.factor_for(image.shape[0]))
         if not low_known.any():
             return paste_unknown(image, known, np.full_like(image, 127))
         return Prepared(low, low_known, self._skip(covered, low_known.shape))
+
+    def factor_for(self, height: int) -> int:
+        """The working factor for a canvas ``height`` pixels tall."""
+        if not self.work_height:
+            return self.factor
+        return self.factor * max(1, height // self.work_height)
 
     def _skip(self, covered: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray | None:
         """Working-resolution cells covered by a person in every pixel, shrunk by one
