@@ -138,3 +138,18 @@ def test_covered_pixels_save_work_but_not_what_shows():
     assert np.array_equal(b[known], image[known])
     shows = ~known & ~covered
     assert np.abs(a.astype(int) - b.astype(int))[shows].mean() < 1.0
+
+
+def test_a_canvas_twice_the_work_height_grows_on_a_grid_twice_as_coarse(checkpoint):
+    plain = NCAGrower(device="cpu", checkpoint=checkpoint)
+    tall = NCAGrower(device="cpu", checkpoint=checkpoint, work_height=36)
+    assert plain.factor_for(144) == 4 and tall.factor_for(35) == 4
+    assert tall.factor_for(72) == 8 and tall.factor_for(107) == 8 and tall.factor_for(144) == 16
+    image, known = canvas()
+    prepared = tall.prepare(image, known)
+    assert prepared.known.shape == (72 // 8, 160 // 8)
+    out = tall.fill(image, known)
+    assert np.array_equal(out[known], image[known]) and out.shape == image.shape
+    # The pipeline's live grower takes it from the config; 0 turns it off.
+    assert build_grower(GrowConfig(checkpoint=str(checkpoint), device="cpu", work_height=36)).factor_for(72) == 8
+    assert build_grower(GrowConfig(checkpoint=str(checkpoint), device="cpu", work_height=0)).factor_for(720) == 4

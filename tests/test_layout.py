@@ -81,6 +81,29 @@ def test_placer_marks_gap_and_people_unknown():
     assert canvas.alpha[:, 25].min() == 1.0 and canvas.alpha[:, 70].max() == 0.0
 
 
+def test_feeds_drawn_two_at_a_time_make_the_same_canvas():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from roomfuse.frames import View
+
+    cuts = [_cutout(40 * i + 30, (5 * i, 5 * i + 12)) for i in range(4)]
+    # Plain, and through views that enlarge, shrink and shift the pictures.
+    for views in (None, [View(0.5, 0.4, 1.5), View(0.3, 0.5, 0.6), View(0.6, 0.3, 1.0), View(0.5, 0.5, 2.0)]):
+        alone = Placer(LayoutConfig(height=48, gap=16))
+        with ThreadPoolExecutor(1) as pool:
+            paired = Placer(LayoutConfig(height=48, gap=16), pool=pool)
+            _same_canvases(alone, paired, cuts, views)
+
+
+def _same_canvases(alone, paired, cuts, views):
+    for pts in range(3):
+        cuts = [Cutout(Frame(c.frame.image, pts / 30, pts), c.alpha) for c in cuts]
+        a, b = alone(cuts, views=views), paired(cuts, views=views)
+        for name in ("image", "background", "known", "alpha"):
+            assert np.array_equal(getattr(a, name), getattr(b, name)), name
+        assert a.pictures == b.pictures and a.known.any() and not a.known.all()
+
+
 def test_tiles_slide_when_someone_joins():
     """On a fixed canvas a new participant makes the others slide, not jump."""
     placer = Placer(LayoutConfig(gap=16), MemoryConfig(enabled=False), canvas_size=(320, 48), slide_frames=4)

@@ -116,6 +116,9 @@ def test_bench_writes_json_and_plot(tmp_path):
     assert r["device"] == "cpu" and r["fps"] > 0
     assert set(r["stages"]) == set(STAGES)
     for v in r["stages"].values():
-        assert 0 <= v["p50_ms"] <= v["p95_ms"]
+        assert 0 <= v["p50_ms"] <= v["p95_ms"] and 0 <= v["share"] <= 1
+    assert abs(sum(v["share"] for v in r["stages"].values()) - 1) < 0.01
+    assert r["cpu_ms_per_frame"] > 0
+    assert r["fill"]["builds"] >= 0 and 0 <= r["fill"]["timed_frames"] <= 20
     assert out_png.read_bytes()[:4] == b"\x89PNG"
-    assert "end to end" in proc.stdout
+    assert "end to end" in proc.stdout and "room fill:" in proc.stdout and "share" in proc.stdout
