@@ -17,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -48,6 +49,9 @@ def composites(feeds: int, height: int, layout: str, frames: int, every: int):
                 result = pipe.process([s.frame_at(i / cfg.fps) for s in sources])
                 if i % every == every - 1:
                     yield i, result.image
+            if pipe.room_fill is not None:
+                print(f"room fill built {pipe.room_fill.builds} times, in place at the end: "
+                      f"{pipe.room_fill.ready}")
     finally:
         for s in sources:
             s.close()
@@ -63,6 +67,9 @@ def main() -> int:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--save", type=Path)
     g.add_argument("--against", type=Path)
+    p.add_argument("--picture", type=Path, default=None,
+                   help="with --against: write the frame that differs most: before, after and "
+                        "their difference x8 (PNG)")
     args = p.parse_args()
     run = composites(args.feeds, args.height, args.layout, args.frames, args.every)
     if args.save:
@@ -71,7 +78,7 @@ def main() -> int:
         print(f"saved {len(saved)} composites to {args.save}")
         return 0
     ref = np.load(args.against)
-    diffs = []
+    diffs, worst = [], None
     for i, img in run:
         before = ref[f"f{i}"]
         if before.shape != img.shape:
@@ -79,7 +86,16 @@ def main() -> int:
             return 1
         d = np.abs(before.astype(np.int16) - img.astype(np.int16))
         diffs.append(d)
+        if worst is None or d.mean() > worst[0]:
+            worst = (d.mean(), i, before, img, d)
         print(f"frame {i:4d}: mean {d.mean():.4f}  max {d.max():3d}  >2 levels {100 * (d.max(axis=2) > 2).mean():.3f} %")
+    if args.picture:
+        # The frame that differs most: before above after above the difference (x8), at half size.
+        _, i, before, img, d = worst
+        sheet = np.vstack([before, img, np.clip(d * 8, 0, 255).astype(np.uint8)])
+        sheet = cv2.resize(sheet, (sheet.shape[1] // 2, sheet.shape[0] // 2), interpolation=cv2.INTER_AREA)
+        cv2.imwrite(str(args.picture), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+        print(f"wrote {args.picture} (frame {i})")
     all_d = np.stack(diffs)
     print(f"all {len(diffs)} frames: mean abs difference {all_d.mean():.4f}, max {all_d.max()}, "
           f">2 levels {100 * (all_d.max(axis=3) > 2).mean():.3f} % of pixels")
