@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .argtypes import positive_int
+from .argtypes import positive_float, positive_int
 from .pipeline import STAGES, Pipeline, StageTimer
 from .progress import Progress
 from .render import add_pipeline_arguments, config_from_args, open_sources
@@ -32,6 +32,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_pipeline_arguments(p)
     p.set_defaults(frames=300)
     p.add_argument("--warmup", type=positive_int, default=30, help="untimed frames first")
+    p.add_argument("--settle", type=positive_float, default=None, metavar="SECONDS",
+                   help="go on warming up until the room fill is in place (at most this long): "
+                        "the cost of a call that has been going for a while")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
     p.add_argument("--plot", type=Path, default=None, help="write a PNG chart of the stage costs here")
 
@@ -48,7 +51,9 @@ def grower_device(grower) -> str:
 
 
 def bench(sources: list, frames: int, warmup: int, config, segmenter: str = "mediapipe",
-          progress: bool = True) -> dict:
+          progress: bool = True, settle: float | None = None) -> dict:
+    """``settle``: warm up beyond ``warmup`` frames until the room fill is in place, for
+    at most that many seconds."""
     per_stage: dict[str, list[float]] = {s: [] for s in STAGES}
     totals = []
     total = warmup + frames
@@ -62,15 +67,18 @@ def bench(sources: list, frames: int, warmup: int, config, segmenter: str = "med
             Progress(total, "bench", enabled=progress) as bar:
         wall0 = None
         ahead = reader.submit(read, 0)
-        for i in range(total):
+        deadline = time.perf_counter() + (settle or 0.0)
+        i = 0
+        while i < total:
+            if i == warmup and settle and not _fill_applied(pipe) and time.perf_counter() < deadline:
+                warmup, total = warmup + 1, total + 1  # one more frame of warm-up
             if i == warmup:
                 wall0, cpu0 = time.perf_counter(), time.process_time()
             t0 = time.perf_counter()
             timer = StageTimer()
             with timer.stage("decode"):
                 batch = ahead.result()
-            if i + 1 < total:
-                ahead = reader.submit(read, i + 1)
+            ahead = reader.submit(read, i + 1)  # (one frame too many at the end: harmless)
             result = pipe.process(batch, timer=timer)
             filled = _fill_applied(pipe)
             if filled and fill_first is None:
@@ -81,6 +89,7 @@ def bench(sources: list, frames: int, warmup: int, config, segmenter: str = "med
                     per_stage[s].append(timer.ms.get(s, 0.0))
                 fill_frames += filled
             bar.update(note=f"{1e3 / max(1e-6, (time.perf_counter() - t0) * 1e3):.0f} fps")
+            i += 1
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         device = grower_device(pipe.grower)
         builds = pipe.room_fill.builds if pipe.room_fill is not None else 0
@@ -157,7 +166,8 @@ def plot(r: dict, path: Path) -> None:
 def main(args: argparse.Namespace) -> int:
     sources = open_sources(args.clips)
     try:
-        result = bench(sources, args.frames, args.warmup, config_from_args(args), segmenter=args.segmenter)
+        result = bench(sources, args.frames, args.warmup, config_from_args(args), segmenter=args.segmenter,
+                       settle=args.settle)
     finally:
         for s in sources:
             s.close()

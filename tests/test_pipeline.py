@@ -122,3 +122,15 @@ def test_bench_writes_json_and_plot(tmp_path):
     assert r["fill"]["builds"] >= 0 and 0 <= r["fill"]["timed_frames"] <= 20
     assert out_png.read_bytes()[:4] == b"\x89PNG"
     assert "end to end" in proc.stdout and "room fill:" in proc.stdout and "share" in proc.stdout
+
+
+def test_bench_can_wait_for_the_room_fill(tmp_path):
+    out_json = tmp_path / "b.json"
+    cmd = [sys.executable, "-m", "roomfuse", "bench", "synthetic:1", "synthetic:2", "--segmenter", "key",
+           "--frames", "10", "--warmup", "3", "--settle", "120", "--json", str(out_json)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    r = json.loads(out_json.read_text())
+    # Timed only once the fill was in place: it applies in every timed frame.
+    assert r["fill"]["builds"] >= 1 and r["fill"]["timed_frames"] == 10
+    assert r["fill"]["first_frame"] >= 3
