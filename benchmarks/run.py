@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/run.py                 # every scenario this machine can run
     .venv/bin/python benchmarks/run.py --only 2x360    # scenarios whose name contains "2x360"
+    .venv/bin/python benchmarks/run.py --scaling       # 1/2/4/8 feeds x 360/540/720 x row/grid
     python benchmarks/run.py --only cuda --source synthetic   # no mediapipe, no PyAV
 
 Each scenario runs `roomfuse bench` in-process on real webcam clips from the team data
@@ -77,6 +78,12 @@ SCENARIOS = [
 ]
 
 
+# The scaling table: every feed count and height, in a row and in a grid, the default
+# grower on the CPU.
+SCALING = [Scenario(n, h, "nca", layout=mode) for mode in ("row", "grid") for h in (360, 540, 720)
+           for n in (1, 2, 4, 8)]
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -129,6 +136,9 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--gap", type=int, default=LayoutConfig.gap)
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    p.add_argument("--scaling", action="store_true",
+                   help="the scaling table (1, 2, 4, 8 feeds x heights 360, 540, 720, row and grid) "
+                        "instead of the scenario list")
     p.add_argument("--source", choices=("clips", "synthetic"), default="clips",
                    help="synthetic: made-up participants and a colour key (no mediapipe needed)")
     args = p.parse_args()
@@ -136,7 +146,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     in_memory = args.source == "synthetic" or _missing("av")
     rows = []
-    for s in SCENARIOS:
+    for s in SCALING if args.scaling else SCENARIOS:
         if args.only not in s.name:
             continue
         why = runnable(s, args.source)
@@ -144,6 +154,7 @@ def main() -> int:
             print(f"skip {s.name}: {why}", file=sys.stderr)
             continue
         print(f"== {s.name}", file=sys.stderr)
+        load = os.getloadavg()[0]  # what else the machine was running, as the run starts
         cfg = PipelineConfig(layout=LayoutConfig(height=s.height, gap=args.gap, mode=s.layout),
                              grow=GrowConfig(grower=s.grower, device=s.device))
         if s.feed or in_memory:
@@ -156,6 +167,7 @@ def main() -> int:
             for src in sources:
                 src.close()
         r["source"] = args.source + (" (in memory)" if s.feed or in_memory else "")
+        r["load_before"] = round(load, 2)
         (args.out / f"{s.name}.json").write_text(json.dumps(r, indent=2) + "\n")
         try:
             plot(r, args.out / f"{s.name}.png")
@@ -163,6 +175,14 @@ def main() -> int:
             pass
         rows.append((s, r))
     print(f"\nMachine: {machine()}" + (f"; feeds: {args.source}" if args.source != "clips" else "") + "\n")
+    if args.scaling:
+        print("| feeds | height | layout | canvas | fps | frame p50 / p95 ms | CPU ms per frame | load before |")
+        print("|---|---|---|---|---|---|---|---|")
+        for s, r in rows:
+            print(f"| {s.feeds} | {s.height} | {s.layout} | {r['canvas'][0]}x{r['canvas'][1]} | {r['fps']:.1f} | "
+                  f"{r['total']['p50_ms']:.1f} / {r['total']['p95_ms']:.1f} | {r['cpu_ms_per_frame']:.0f} | "
+                  f"{r['load_before']:.1f} |")
+        return 0
     stages = ["decode", "segment", "frame", "layout", "grow", "composite"]
     print("| scenario | canvas | fps | " + " | ".join(f"{st} p50/p95 ms" for st in stages) + " |")
     print("|---|---|---|" + "---|" * len(stages))
