@@ -1,8 +1,11 @@
 """One frame's journey: segment -> frame -> layout -> grow -> composite, with per-stage timings.
 
 Synchronous on purpose: the server runs ``Pipeline.process`` in an executor thread, the
-renderer and the benchmark call it in a loop. The only parallelism inside is segmenting
-several feeds at once (mediapipe releases the GIL while it runs).
+renderer and the benchmark call it in a loop. Inside, a pool of two threads keeps both
+cores of a small machine on the frame: the feeds are segmented two at a time (only the
+resizing overlaps: mediapipe holds the GIL while it runs), half of the feeds are drawn
+on the canvas in the pool, the harmoniser's gains are worked out there while the
+grower runs, and the canvas is composed in two halves.
 """
 from __future__ import annotations
 
