@@ -24,6 +24,7 @@ from .config import FramingConfig, LayoutConfig, MemoryConfig
 from .errors import RoomfuseError
 from .frames import Canvas, Cutout, Rect, View
 from .memory import BackgroundMemory
+from .regions import clip_rect, overlapping
 from .seats import Seats
 
 MAX_FEEDS = 8
@@ -225,7 +226,7 @@ class Placer:
 
         n = len(cutouts)
         # Tiles overlap only mid-slide: then one after the other, so the later wins.
-        if self.pool is None or n < 2 or _overlapping([_clip_rect(t, w, h) for t in tiles]):
+        if self.pool is None or n < 2 or overlapping([clip_rect(t, w, h) for t in tiles]):
             pictures = [draw(i) for i in range(n)]
         else:
             half = n // 2
@@ -398,12 +399,6 @@ def resize_feed(image: np.ndarray, w: int, h: int) -> np.ndarray:
     shrink = min(w / iw, h / ih)
     interp = cv2.INTER_AREA if shrink < 0.5 else cv2.INTER_LINEAR
     return cv2.resize(image, (w, h), interpolation=interp)
-
-
-def _overlapping(rects: Sequence[Rect | None]) -> bool:
-    rs = [r for r in rects if r is not None]
-    return any(a.x < b.x + b.w and b.x < a.x + a.w and a.y < b.y + b.h and b.y < a.y + a.h
-               for i, a in enumerate(rs) for b in rs[i + 1:])
 
 
 def _clip_rect(r: Rect, w: int, h: int) -> Rect | None:

@@ -16,7 +16,7 @@ canvas to float first.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -60,13 +60,15 @@ def mask_boxes(mask: np.ndarray, rects: Sequence[Rect]) -> list[Box]:
         found = bounding_box(part, (b[0], b[1]))
         if found is not None:
             boxes.append(found)
-    if inside != cv2.countNonZero(mask) or _overlap(clipped):
+    if inside != cv2.countNonZero(mask) or overlapping(clipped):
         one = bounding_box(mask)
         return [] if one is None else [one]
     return boxes
 
 
-def _overlap(boxes: Sequence[Box]) -> bool:
+def overlapping(boxes: Sequence[Box | None]) -> bool:
+    """Whether any two of the boxes (None: no box) share a pixel."""
+    boxes = [b for b in boxes if b is not None]
     return any(a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
                for i, a in enumerate(boxes) for b in boxes[i + 1:])
 
@@ -130,8 +132,3 @@ def block_counts(mask: np.ndarray, factor: int) -> np.ndarray:
     h, w = mask.shape
     return cv2.resize(np.multiply(mask, n, dtype=np.uint8), (w // factor, h // factor),
                       interpolation=cv2.INTER_AREA)
-
-
-def merge_rows(boxes: Iterable[Box]) -> list[Box]:
-    """The boxes in order of their first row (for strip-wise passes)."""
-    return sorted(boxes, key=lambda b: (b[1], b[0]))
