@@ -82,13 +82,15 @@ def main() -> int:
     for i, img in run:
         before = ref[f"f{i}"]
         if before.shape != img.shape:
-            print(f"frame {i}: canvas {before.shape[1]}x{before.shape[0]} before, {img.shape[1]}x{img.shape[0]} now")
+            print(f"frame {i}: canvas {before.shape[1]}x{before.shape[0]} before, "
+                  f"{img.shape[1]}x{img.shape[0]} now")
             return 1
         d = np.abs(before.astype(np.int16) - img.astype(np.int16))
         diffs.append(d)
         if worst is None or d.mean() > worst[0]:
             worst = (d.mean(), i, before, img, d)
-        print(f"frame {i:4d}: mean {d.mean():.4f}  max {d.max():3d}  >2 levels {100 * (d.max(axis=2) > 2).mean():.3f} %")
+        off = 100 * (d.max(axis=2) > 2).mean()
+        print(f"frame {i:4d}: mean {d.mean():.4f}  max {d.max():3d}  >2 levels {off:.3f} %")
     if args.picture:
         # The frame that differs most: before above after above the difference (x8), at half size.
         _, i, before, img, d = worst
