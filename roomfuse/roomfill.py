@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 
 CORRECTION_SCALE = 8   # the live correction is smooth: measured and spread at 1/8
 TARGET_BAND = 16       # pixels inside the pictures that are built too, for context
+# A segmentation edge bleeds: the plate's pixels this close to where a person hides it are
+# often the person's own (a dark rim along a shoulder, the last rows of a shirt at the
+# picture's bottom edge), and copied out as room they draw lines into the fill.
+PERSON_RIM = 3
 
 
 def tile_rooms(size: tuple[int, int], tiles: Sequence[Rect]) -> np.ndarray:
@@ -70,6 +74,18 @@ def territories(size: tuple[int, int], tiles: Sequence[Rect]) -> np.ndarray:
         closer = d < best
         out[closer], best[closer] = i, d[closer]
     return out
+
+
+def source_pixels(known: np.ndarray, pictures: Sequence[Rect]) -> np.ndarray:
+    """The known pixels the fill may copy from: all but a rim of PERSON_RIM pixels around
+    what people hide inside the pictures."""
+    h, w = known.shape
+    inside = tile_rooms((w, h), pictures) >= 0
+    hidden = (~known & inside).view(np.uint8)
+    if not hidden.any():
+        return known
+    rim = cv2.dilate(hidden, np.ones((2 * PERSON_RIM + 1,) * 2, np.uint8)) > 0
+    return known & ~rim
 
 
 def drift(a: Sequence[Rect], b: Sequence[Rect]) -> int:
@@ -245,7 +261,8 @@ class RoomFill:
 
     def _run(self, image, known, rooms, targets, tiles, pictures) -> _Built:
         t0 = time.perf_counter()
-        filled = self.build(image, known, rooms=rooms, targets=targets, cancel=self._cancel)
+        filled = self.build(image, source_pixels(known, pictures), rooms=rooms, targets=targets,
+                            cancel=self._cancel)
         plate_low, known_low = _low(image, known)
         log.debug("room fill built in %.0f ms (%dx%d, %.0f %% unknown)", (time.perf_counter() - t0) * 1e3,
                   known.shape[1], known.shape[0], 100 * (~known).mean())

@@ -10,7 +10,7 @@ import pytest
 from roomfuse.config import LayoutConfig, PipelineConfig, RoomFillConfig
 from roomfuse.frames import Canvas, Rect
 from roomfuse.pipeline import Pipeline
-from roomfuse.roomfill import RoomFill, tile_rooms
+from roomfuse.roomfill import PERSON_RIM, RoomFill, source_pixels, tile_rooms
 from roomfuse.synthetic import SyntheticSource
 
 W, H = 200, 80
@@ -207,3 +207,33 @@ def test_nothing_of_a_departed_participant_remains_after_a_second():
     finally:
         pipe.close()
         alone.close()
+
+
+def test_the_rim_of_a_person_is_not_copied_out_as_room():
+    """A segmentation edge bleeds (a dark rim of shirt along a shoulder, the last rows of
+    a torso at a picture's bottom edge, kept in the plate as room). The fill is built
+    from the plates without a rim of PERSON_RIM pixels around what people hide inside the
+    pictures; the rest of the plates, and the plate the fill is compared with, stay."""
+    seen = []
+
+    def build(image, known, rooms, targets, cancel):
+        seen.append(known.copy())
+        return image.copy()
+
+    canvas = make_canvas()
+    known = canvas.known.copy()
+    known[30:80, 20:50] = False                       # a person in the left picture
+    canvas = Canvas(image=canvas.image, background=canvas.background, known=known,
+                    alpha=canvas.alpha, tiles=canvas.tiles)
+    fill = RoomFill(cfg(), build, fps=10)
+    fill.frame(canvas)
+    fill.frame(canvas)
+    used = seen[-1]
+    assert np.array_equal(source_pixels(known, canvas.tiles), used)
+    rim = known & ~used
+    ys, xs = np.nonzero(rim)
+    # Exactly the pixels within PERSON_RIM of the person (on the picture's side of it).
+    assert ys.min() == 30 - PERSON_RIM and xs.min() == 20 - PERSON_RIM and xs.max() == 49 + PERSON_RIM
+    assert used[:30 - PERSON_RIM].all() == known[:30 - PERSON_RIM].all()
+    assert np.array_equal(used[:, 120:], known[:, 120:])  # the other picture is untouched
+    assert not rim[:, 80:].any()
