@@ -48,6 +48,10 @@ TARGET_BAND = 16       # pixels inside the pictures that are built too, for cont
 # often the person's own (a dark rim along a shoulder, the last rows of a shirt at the
 # picture's bottom edge), and copied out as room they draw lines into the fill.
 PERSON_RIM = 3
+# Per frame, the fill is matched to each picture's live edge over this many pixels,
+# the differences smoothed along the edge over EDGE_SMOOTH (match_edges).
+EDGE_REACH = 12
+EDGE_SMOOTH = 2.0
 
 
 def tile_rooms(size: tuple[int, int], tiles: Sequence[Rect]) -> np.ndarray:
@@ -135,6 +139,42 @@ def _away_from(size: tuple[int, int], pictures: Sequence[Rect], band: int) -> np
     return inside == 0
 
 
+def match_edges(fill: np.ndarray, live: np.ndarray, known: np.ndarray, pictures: Sequence[Rect]) -> None:
+    """Where the fill meets a picture, make it meet the picture as it is now: the step
+    between each edge pixel of the live picture and the fill pixel beside it (a camera
+    that moved a little, a shelf's edge a pixel off) is smoothed along the edge and faded
+    into the fill over EDGE_REACH pixels. Only the picture's own room counts (where a
+    person reaches the edge the fill is left as built). In place; float32 HxWx3."""
+    h, w = known.shape
+    fade = np.exp(-np.arange(EDGE_REACH, dtype=np.float32) / (EDGE_REACH / 3))
+    for p in pictures:
+        if p.w <= 0 or p.h <= 0:
+            continue
+        ys, xs = slice(p.y, p.y + p.h), slice(p.x, p.x + p.w)
+        # (edge pixels of the picture, the fill's pixels going outward from it)
+        sides = []
+        if p.x > 0:
+            sides.append((live[ys, p.x], known[ys, p.x], fill[ys, max(0, p.x - EDGE_REACH):p.x][:, ::-1]))
+        if p.x + p.w < w:
+            sides.append((live[ys, p.x + p.w - 1], known[ys, p.x + p.w - 1], fill[ys, p.x + p.w:p.x + p.w + EDGE_REACH]))
+        if p.y > 0:
+            sides.append((live[p.y, xs], known[p.y, xs],
+                          fill[max(0, p.y - EDGE_REACH):p.y, xs][::-1].transpose(1, 0, 2)))
+        if p.y + p.h < h:
+            sides.append((live[p.y + p.h - 1, xs], known[p.y + p.h - 1, xs],
+                          fill[p.y + p.h:p.y + p.h + EDGE_REACH, xs].transpose(1, 0, 2)))
+        for edge, ok, out in sides:
+            if out.shape[1] == 0 or not ok.any():
+                continue
+            m = ok.astype(np.float32)[:, None]
+            diff = (edge.astype(np.float32) - out[:, 0]) * m
+            # Smoothed along the edge, counting only the room's own edge pixels.
+            num = cv2.GaussianBlur(diff[:, None, :], (0, 0), sigmaX=0.1, sigmaY=EDGE_SMOOTH)[:, 0]
+            den = cv2.GaussianBlur(m, (0, 0), sigmaX=0.1, sigmaY=EDGE_SMOOTH).reshape(-1, 1)
+            corr = num / np.maximum(den, 1e-3) * np.minimum(1.0, den / 0.3)
+            out += corr[:, None, :] * fade[None, :out.shape[1], None]
+
+
 class RoomFill:
     """Caches the joined background of the current seats; see the module notes.
 
@@ -203,7 +243,7 @@ class RoomFill:
         live, live_known = _low(canvas.background, canvas.known)
         both = live_known & cur.known_low
         diff = np.where(both[..., None], live - cur.plate_low, 0.0).astype(np.float32)
-        if not both.any() or np.abs(diff[both]).mean() < 0.5:
+        if not both.any():
             return cur.image
         sigma = max(2.0, min(diff.shape[:2]) / 4)
         num = cv2.GaussianBlur(diff, (0, 0), sigma)
@@ -211,7 +251,9 @@ class RoomFill:
         low = num / np.maximum(den, 1e-3)[..., None]
         h, w = cur.image.shape[:2]
         up = cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR)
-        return np.clip(cur.image.astype(np.float32) + up + 0.5, 0, 255).astype(np.uint8)
+        out = cur.image.astype(np.float32) + up
+        match_edges(out, canvas.background, canvas.known, canvas.shown)
+        return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
     # ---- building ----------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import pytest
 from roomfuse.config import LayoutConfig, PipelineConfig, RoomFillConfig
 from roomfuse.frames import Canvas, Rect
 from roomfuse.pipeline import Pipeline
-from roomfuse.roomfill import PERSON_RIM, RoomFill, source_pixels, tile_rooms
+from roomfuse.roomfill import PERSON_RIM, RoomFill, match_edges, source_pixels, tile_rooms
 from roomfuse.synthetic import SyntheticSource
 
 W, H = 200, 80
@@ -237,3 +237,29 @@ def test_the_rim_of_a_person_is_not_copied_out_as_room():
     assert used[:30 - PERSON_RIM].all() == known[:30 - PERSON_RIM].all()
     assert np.array_equal(used[:, 120:], known[:, 120:])  # the other picture is untouched
     assert not rim[:, 80:].any()
+
+
+def test_the_fill_meets_each_picture_as_it_is_now():
+    """A camera that moved a little since the fill was built leaves a step where the
+    fill meets the picture; match_edges takes it away, fading into the fill, and leaves
+    the fill alone where a person reaches the edge."""
+    rng = np.random.default_rng(3)
+    h, w = 60, 100
+    pic = Rect(50, 0, 50, 60)
+    fill = np.full((h, w, 3), 100.0, np.float32) + rng.normal(0, 1, (h, w, 3)).astype(np.float32)
+    live = np.zeros((h, w, 3), np.uint8)
+    live[:, 50:] = 100
+    live[10:30, 50:] = 160                    # a shelf that is now 60 brighter at the edge
+    known = np.zeros((h, w), bool)
+    known[:, 50:] = True
+    known[40:, 50:52] = False                 # a person at the edge below
+    before = fill.copy()
+    match_edges(fill, live, known, [pic])
+    step = lambda img, rows: np.abs(live[rows, 50].astype(np.float32) - img[rows, 49]).mean()  # noqa: E731
+    assert step(before, slice(14, 26)) > 55
+    assert step(fill, slice(14, 26)) < 3
+    # It fades into the fill, not a band across it.
+    assert 20 < (fill[14:26, 45] - before[14:26, 45]).mean() < 50
+    assert np.abs(fill[14:26, :30] - before[14:26, :30]).max() < 3
+    # Beside the person the fill is as built.
+    assert np.abs(fill[46:, 38:50] - before[46:, 38:50]).max() < 1e-3
