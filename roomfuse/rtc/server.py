@@ -217,6 +217,7 @@ class Server:
             log.warning("%s", warning)
         self._restore_ice = use_host_addresses(self.ice_addresses)
         self.rooms = Rooms(self.settings, max_rooms=self.limits.max_rooms)
+        await asyncio.get_running_loop().run_in_executor(None, self.rooms.segmenters.prewarm)
         s, lim = self.settings, self.limits
         client_config = {"iceServers": [i.to_json() for i in s.ice_servers], "fps": s.fps,
                          "canvas": list(s.canvas), "maxParticipants": s.max_participants}
