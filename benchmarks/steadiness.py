@@ -52,7 +52,14 @@ def run(clips, frames: int, inline: bool, fps: float = 30.0, realtime: bool = Fa
         s.close()
     settled = np.array(changes[int(fps):])   # after the first second (framing settles)
     settled = settled[np.isfinite(settled)]
+    # Each arrival of a new fill, its cross-fade and a few frames either side, the first
+    # one included even when it lands while framing is settling.
+    fade = int(round(config.fill.fade_s * fps))
+    window = []
+    for b in np.flatnonzero(np.diff(builds)) + 1:
+        window += [c for c in changes[max(0, b - 2):b + fade + 3] if np.isfinite(c)]
     return {"frames": frames, "mean_change": float(settled.mean()), "max_change": float(settled.max()),
+            "arrival_max": float(max(window, default=float("nan"))),
             "builds": builds[-1], "changes": changes, "build_counts": builds}
 
 
@@ -67,7 +74,8 @@ def main() -> int:
     root = data_root()
     res = run([root / c for c in CLIPS], args.frames, args.inline, realtime=args.realtime)
     print(f"{args.frames} frames, {res['builds']} room fills built: gap change per frame "
-          f"mean {res['mean_change']:.3f}, largest {res['max_change']:.3f} (0..255)")
+          f"mean {res['mean_change']:.3f}, largest {res['max_change']:.3f}, largest while a new fill "
+          f"arrives {res['arrival_max']:.3f} (0..255)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(res))

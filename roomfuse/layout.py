@@ -274,12 +274,16 @@ class Placer:
         if crop is None:
             return Rect(r.x, r.y, 0, 0)
         a = cv2.resize(cut.alpha, (lw, lh), interpolation=cv2.INTER_LINEAR)
-        fade_cut_edges(a, (sx, sy), (x, y), (r.w, r.h), self.framing.edge_fade)
         # Everything per pixel from here on, the memory included, only on the part of
         # the picture that shows: for a person enlarged 2x, a quarter of it.
         x0, y0, x1, y1 = crop.box
+        # What is room is decided on the matte as the camera gave it: the fade below only
+        # changes how the person is drawn, and a faded torso taken for room would put
+        # their shirt into the memory and a dark line under the picture.
+        seen = a[y0:y1, x0:x1] < self.cfg.background_below
+        fade_cut_edges(a, (sx, sy), (x, y), (r.w, r.h), self.framing.edge_fade)
         img, a = img[y0:y1, x0:x1], a[y0:y1, x0:x1]
-        bg, ok = self._remember(key, img, a < self.cfg.background_below, cut.frame.pts, crop.box, (lw, lh))
+        bg, ok = self._remember(key, img, seen, cut.frame.pts, crop.box, (lw, lh))
         local = replace(crop, box=(0, 0, x1 - x0, y1 - y0))
         ys, xs = r.slices
         paste(image[ys, xs], img, local, cv2.INTER_LINEAR)

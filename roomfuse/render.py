@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .argtypes import add_device_argument, add_model_arguments, non_negative_int, positive_float, positive_int
 from .capture import SourceError, open_source
-from .config import FramingConfig, GrowConfig, LayoutConfig, PipelineConfig, SegmentConfig
+from .config import FramingConfig, GrowConfig, LayoutConfig, PipelineConfig, RoomFillConfig, SegmentConfig
 from .growth import DEFAULT_GROWER, GROWERS
 from .layout import MAX_FEEDS
 from .pipeline import Pipeline, StageTimer
@@ -39,6 +39,9 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto: seat feeds so neighbouring rooms are most alike; given: in the order named")
     p.add_argument("--grower", choices=sorted(GROWERS), default=DEFAULT_GROWER,
                    help="what fills the gaps and hidden background")
+    p.add_argument("--room-fill", choices=("on", "off"), default="on" if RoomFillConfig.enabled else "off",
+                   help="on: gaps and margins get the rooms' own texture, built off the frame path; "
+                        "off: the grower fills them every frame")
     add_device_argument(p)
     add_model_arguments(p)
     p.add_argument("--fps", type=positive_float, default=30.0, help="output frame rate")
@@ -52,7 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, type=Path, help="output video (.mp4, .mkv, .webm)")
 
 
-def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+def config_from_args(args: argparse.Namespace, inline: bool = False) -> PipelineConfig:
+    """``inline``: build the room fill in the frame's own thread (render: the output does
+    not depend on how fast the machine is) instead of a worker (bench: as in a call)."""
     return PipelineConfig(
         segment=SegmentConfig(model=args.segment_model),
         framing=FramingConfig(enabled=args.framing == "on"),
@@ -60,6 +65,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
                             order=args.order),
         grow=GrowConfig(grower=args.grower, device=args.device, checkpoint=args.checkpoint,
                         precision=args.precision),
+        fill=RoomFillConfig(enabled=args.room_fill == "on", inline=inline),
         fps=args.fps,
     )
 
@@ -109,7 +115,8 @@ def main(args: argparse.Namespace) -> int:
     sources = open_sources(args.clips)
     try:
         frames = args.frames or default_frames(sources, args.fps)
-        summary = render(sources, args.output, frames, config_from_args(args), segmenter=args.segmenter)
+        summary = render(sources, args.output, frames, config_from_args(args, inline=True),
+                         segmenter=args.segmenter)
     finally:
         for s in sources:
             s.close()

@@ -37,6 +37,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+from .allocator import give_back_memory
 from .config import RoomFillConfig
 from .frames import Canvas, Rect
 from .regions import Box, block_counts, block_sums, box_slices, snap, upsample_box, whole_scale
@@ -45,6 +46,14 @@ log = logging.getLogger(__name__)
 
 CORRECTION_SCALE = 8   # the live correction is smooth: measured and spread at 1/8
 TARGET_BAND = 16       # pixels inside the pictures that are built too, for context
+# A segmentation edge bleeds: the plate's pixels this close to where a person hides it are
+# often the person's own (a dark rim along a shoulder, the last rows of a shirt at the
+# picture's bottom edge), and copied out as room they draw lines into the fill.
+PERSON_RIM = 3
+# Per frame, the fill is matched to each picture's live edge over this many pixels,
+# the differences smoothed along the edge over EDGE_SMOOTH (match_edges).
+EDGE_REACH = 12
+EDGE_SMOOTH = 2.0
 
 
 def tile_rooms(size: tuple[int, int], tiles: Sequence[Rect]) -> np.ndarray:
@@ -71,6 +80,18 @@ def territories(size: tuple[int, int], tiles: Sequence[Rect]) -> np.ndarray:
         closer = d < best
         out[closer], best[closer] = i, d[closer]
     return out
+
+
+def source_pixels(known: np.ndarray, pictures: Sequence[Rect]) -> np.ndarray:
+    """The known pixels the fill may copy from: all but a rim of PERSON_RIM pixels around
+    what people hide inside the pictures."""
+    h, w = known.shape
+    inside = tile_rooms((w, h), pictures) >= 0
+    hidden = (~known & inside).view(np.uint8)
+    if not hidden.any():
+        return known
+    rim = cv2.dilate(hidden, np.ones((2 * PERSON_RIM + 1,) * 2, np.uint8)) > 0
+    return known & ~rim
 
 
 def drift(a: Sequence[Rect], b: Sequence[Rect]) -> int:
@@ -136,6 +157,42 @@ def _component_boxes(mask: np.ndarray) -> tuple[Box, ...]:
     """Boxes around the connected parts of a bool mask (the gaps, the margins)."""
     n, _, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
     return tuple((int(x), int(y), int(x + w), int(y + h)) for x, y, w, h, _ in stats[1:n])
+
+
+def match_edges(fill: np.ndarray, live: np.ndarray, known: np.ndarray, pictures: Sequence[Rect]) -> None:
+    """Where the fill meets a picture, make it meet the picture as it is now: the step
+    between each edge pixel of the live picture and the fill pixel beside it (a camera
+    that moved a little, a shelf's edge a pixel off) is smoothed along the edge and faded
+    into the fill over EDGE_REACH pixels. Only the picture's own room counts (where a
+    person reaches the edge the fill is left as built). In place; float32 HxWx3."""
+    h, w = known.shape
+    fade = np.exp(-np.arange(EDGE_REACH, dtype=np.float32) / (EDGE_REACH / 3))
+    for p in pictures:
+        if p.w <= 0 or p.h <= 0:
+            continue
+        ys, xs = slice(p.y, p.y + p.h), slice(p.x, p.x + p.w)
+        # (edge pixels of the picture, the fill's pixels going outward from it)
+        sides = []
+        if p.x > 0:
+            sides.append((live[ys, p.x], known[ys, p.x], fill[ys, max(0, p.x - EDGE_REACH):p.x][:, ::-1]))
+        if p.x + p.w < w:
+            sides.append((live[ys, p.x + p.w - 1], known[ys, p.x + p.w - 1], fill[ys, p.x + p.w:p.x + p.w + EDGE_REACH]))
+        if p.y > 0:
+            sides.append((live[p.y, xs], known[p.y, xs],
+                          fill[max(0, p.y - EDGE_REACH):p.y, xs][::-1].transpose(1, 0, 2)))
+        if p.y + p.h < h:
+            sides.append((live[p.y + p.h - 1, xs], known[p.y + p.h - 1, xs],
+                          fill[p.y + p.h:p.y + p.h + EDGE_REACH, xs].transpose(1, 0, 2)))
+        for edge, ok, out in sides:
+            if out.shape[1] == 0 or not ok.any():
+                continue
+            m = ok.astype(np.float32)[:, None]
+            diff = (edge.astype(np.float32) - out[:, 0]) * m
+            # Smoothed along the edge, counting only the room's own edge pixels.
+            num = cv2.GaussianBlur(diff[:, None, :], (0, 0), sigmaX=0.1, sigmaY=EDGE_SMOOTH)[:, 0]
+            den = cv2.GaussianBlur(m, (0, 0), sigmaX=0.1, sigmaY=EDGE_SMOOTH).reshape(-1, 1)
+            corr = num / np.maximum(den, 1e-3) * np.minimum(1.0, den / 0.3)
+            out += corr[:, None, :] * fade[None, :out.shape[1], None]
 
 
 class RoomFill:
@@ -225,7 +282,7 @@ class RoomFill:
         live, live_known = _low(canvas.background, canvas.known)
         both = live_known & cur.known_low
         diff = np.where(both[..., None], live - cur.plate_low, 0.0).astype(np.float32)
-        if not both.any() or np.abs(diff[both]).mean() < 0.5:
+        if not both.any():
             return cur.image
         sigma = max(2.0, min(diff.shape[:2]) / 4)
         num = cv2.GaussianBlur(diff, (0, 0), sigma)
@@ -235,14 +292,23 @@ class RoomFill:
         scale = whole_scale((w, h), low.shape[1::-1])
         if boxes is None or scale is None:
             up = cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR)
-            return np.clip(cur.image.astype(np.float32) + up + 0.5, 0, 255).astype(np.uint8)
+            out = cur.image.astype(np.float32) + up
+            match_edges(out, canvas.background, canvas.known, canvas.shown)
+            return np.clip(out + 0.5, 0, 255).astype(np.uint8)
         # Only where the fill shows: between the pictures, a small part of a wide canvas.
+        # The float canvas is zeroed lazily: only the boxes' pages are written (and, by
+        # match_edges, the strip beside a picture that another picture borders, where the
+        # fill does not show).
+        boxes = [snap(b, scale, (w, h)) for b in boxes]
+        corrected = np.zeros((h, w, 3), np.float32)
+        for box in boxes:
+            ys, xs = box_slices(box)
+            corrected[ys, xs] = cur.image[ys, xs].astype(np.float32) + upsample_box(low, scale, box)
+        match_edges(corrected, canvas.background, canvas.known, canvas.shown)
         out = cur.image.copy()
         for box in boxes:
-            box = snap(box, scale, (w, h))
             ys, xs = box_slices(box)
-            part = cur.image[ys, xs].astype(np.float32) + upsample_box(low, scale, box) + 0.5
-            out[ys, xs] = np.clip(part, 0, 255).astype(np.uint8)
+            out[ys, xs] = np.clip(corrected[ys, xs] + 0.5, 0, 255).astype(np.uint8)
         return out
 
     # ---- building ----------------------------------------------------------------------
@@ -293,7 +359,13 @@ class RoomFill:
 
     def _run(self, image, known, rooms, targets, tiles, pictures) -> _Built:
         t0 = time.perf_counter()
-        filled = self.build(image, known, rooms=rooms, targets=targets, cancel=self._cancel)
+        try:
+            filled = self.build(image, source_pixels(known, pictures), rooms=rooms, targets=targets,
+                                cancel=self._cancel)
+        finally:
+            # A build's temporaries (about 125 MB at 1280x360) are freed in bulk; handed
+            # back at once, they do not stay as free space in the process (RESULTS.md).
+            give_back_memory()
         plate_low, known_low = _low(image, known)
         log.debug("room fill built in %.0f ms (%dx%d, %.0f %% unknown)", (time.perf_counter() - t0) * 1e3,
                   known.shape[1], known.shape[0], 100 * (~known).mean())

@@ -153,6 +153,29 @@ def test_shrunk_picture_leaves_its_margins_unknown():
     assert bottom.max() < 0.2 and canvas.alpha[t.slices][rows[-1] - 30].max() > 0.9
 
 
+def test_a_faded_torso_is_still_the_person_not_room():
+    """The fade at a shrunk picture's cut edge is how the person is drawn, not what is
+    room: under a torso that reaches the picture's bottom edge nothing is known
+    background (taken for room, the shirt went into the memory and drew a dark line)."""
+    placer = Placer(LayoutConfig(height=360, gap=32, order="given"), MemoryConfig())
+    src = SyntheticSource(seed=2)
+    cut = _cutout(src)
+    alpha = cut.alpha.copy()
+    alpha[-80:, 200:440] = 1.0                         # a torso down to the bottom edge
+    cut = Cutout(cut.frame, alpha)
+    canvas = placer([cut, cut], ["a", "b"], [View(0.5, 0.3, 0.5), View(0.5, 0.38, 1.0)])
+    t = canvas.tiles[0]
+    tile_known = canvas.known[t.slices]
+    rows = np.nonzero(tile_known.any(axis=1))[0]
+    shown = canvas.alpha[t.slices]
+    torso = np.zeros(t.w, bool)
+    cols = np.nonzero(shown[rows[-1] - 20] > 0.9)[0]
+    torso[cols.min() + 3:cols.max() - 3] = True
+    assert torso.sum() > 60
+    assert shown[rows[-1], torso].max() < 0.2            # drawn faded out
+    assert not tile_known[rows[-1] - 4:rows[-1] + 1][:, torso].any()   # and still not room
+
+
 def test_zoomed_picture_covers_its_tile_and_keeps_the_eye_line():
     placer = Placer(LayoutConfig(height=360, gap=32, order="given"), MemoryConfig(enabled=False))
     cut = _cutout(SyntheticSource(seed=2))

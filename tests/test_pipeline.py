@@ -56,6 +56,7 @@ def test_grid_layout_runs():
 
 
 def _render(tmp_path, clips, frames=45, extra=()):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     out = tmp_path / "room.mp4"
     cmd = [sys.executable, "-m", "roomfuse", "render", *map(str, clips), "-o", str(out),
            "--frames", str(frames), *extra]
@@ -134,3 +135,17 @@ def test_bench_can_wait_for_the_room_fill(tmp_path):
     # Timed only once the fill was in place: it applies in every timed frame.
     assert r["fill"]["builds"] >= 1 and r["fill"]["timed_frames"] == 10
     assert r["fill"]["first_frame"] >= 3
+
+
+def test_render_builds_the_room_fill_inline_so_two_renders_agree(tmp_path):
+    """render builds the room fill in the frame's thread: the same clips give the same
+    video however busy the machine is; --room-fill off leaves the gap to the grower."""
+    clips = ["synthetic:3", "synthetic:8"]
+    extra = ("--segmenter", "key", "--height", "240", "--gap", "64", "--framing", "off")
+    a = _render(tmp_path / "a", clips, frames=40, extra=extra)
+    b = _render(tmp_path / "b", clips, frames=40, extra=extra)
+    off = _render(tmp_path / "off", clips, frames=40, extra=(*extra, "--room-fill", "off"))
+    assert len(a) == len(b) == len(off) == 40
+    diff = [np.abs(x.astype(int) - y).mean() for x, y in zip(a, b)]
+    assert max(diff) < 0.2, diff
+    assert np.abs(a[-1].astype(int) - off[-1]).mean() > 1.0   # the fill did change the room

@@ -126,3 +126,48 @@ def test_freed_memory_in_the_middle_of_the_heap_goes_back_to_the_system():
     after = _rss()
     assert before - after > 50 * 2**20, (before - after) / 2**20
     assert all(k[0] == 1.0 for k in kept)
+
+
+ROOM_GONE = r"""
+import asyncio, gc, sys
+sys.path.insert(0, sys.argv[1])
+import aiohttp
+from rtc_util import Participant, SourceTrack, serving
+from roomfuse.synthetic import SyntheticSource
+
+async def main():
+    async with serving(segmenter="mediapipe") as srv, aiohttp.ClientSession() as http:
+        p = Participant(SourceTrack(SyntheticSource(1, size=(320, 180)), fps=15), "a")
+        try:
+            await p.join(http, srv.base, "r")
+            await p.wait_frames(10, timeout=60)
+            await p.leave(http, srv.base, "r")
+        finally:
+            await p.close()
+        for _ in range(100):
+            if not srv.rooms.rooms:
+                break
+            await asyncio.sleep(0.1)
+        for _ in range(100):  # the room's pipeline closes in its own thread just after
+            await asyncio.sleep(0.1)
+            gc.collect()
+            alive = sum(type(o).__name__ == "Pipeline" for o in gc.get_objects())
+            if not alive:
+                break
+        print("pipelines alive:", alive)
+
+asyncio.run(main())
+"""
+
+
+def test_a_closed_room_leaves_nothing_of_its_pipeline_in_a_fresh_server(tmp_path):
+    """The first mediapipe graph a process builds keeps the stack it was built from; the
+    server builds it at start, so the first room's pipeline (its room fill, its memory)
+    is not held for the server's life. A fresh process: nothing else built one before."""
+    import subprocess
+
+    tests = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.run([sys.executable, "-c", ROOM_GONE, tests], capture_output=True, text=True,
+                          timeout=110, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "pipelines alive: 0" in proc.stdout, proc.stdout[-500:]

@@ -10,7 +10,7 @@ import pytest
 from roomfuse.config import LayoutConfig, PipelineConfig, RoomFillConfig
 from roomfuse.frames import Canvas, Rect
 from roomfuse.pipeline import Pipeline
-from roomfuse.roomfill import RoomFill, tile_rooms
+from roomfuse.roomfill import PERSON_RIM, RoomFill, match_edges, source_pixels, tile_rooms
 from roomfuse.synthetic import SyntheticSource
 
 W, H = 200, 80
@@ -207,3 +207,59 @@ def test_nothing_of_a_departed_participant_remains_after_a_second():
     finally:
         pipe.close()
         alone.close()
+
+
+def test_the_rim_of_a_person_is_not_copied_out_as_room():
+    """A segmentation edge bleeds (a dark rim of shirt along a shoulder, the last rows of
+    a torso at a picture's bottom edge, kept in the plate as room). The fill is built
+    from the plates without a rim of PERSON_RIM pixels around what people hide inside the
+    pictures; the rest of the plates, and the plate the fill is compared with, stay."""
+    seen = []
+
+    def build(image, known, rooms, targets, cancel):
+        seen.append(known.copy())
+        return image.copy()
+
+    canvas = make_canvas()
+    known = canvas.known.copy()
+    known[30:80, 20:50] = False                       # a person in the left picture
+    canvas = Canvas(image=canvas.image, background=canvas.background, known=known,
+                    alpha=canvas.alpha, tiles=canvas.tiles)
+    fill = RoomFill(cfg(), build, fps=10)
+    fill.frame(canvas)
+    fill.frame(canvas)
+    used = seen[-1]
+    assert np.array_equal(source_pixels(known, canvas.tiles), used)
+    rim = known & ~used
+    ys, xs = np.nonzero(rim)
+    # Exactly the pixels within PERSON_RIM of the person (on the picture's side of it).
+    assert ys.min() == 30 - PERSON_RIM and xs.min() == 20 - PERSON_RIM and xs.max() == 49 + PERSON_RIM
+    assert used[:30 - PERSON_RIM].all() == known[:30 - PERSON_RIM].all()
+    assert np.array_equal(used[:, 120:], known[:, 120:])  # the other picture is untouched
+    assert not rim[:, 80:].any()
+
+
+def test_the_fill_meets_each_picture_as_it_is_now():
+    """A camera that moved a little since the fill was built leaves a step where the
+    fill meets the picture; match_edges takes it away, fading into the fill, and leaves
+    the fill alone where a person reaches the edge."""
+    rng = np.random.default_rng(3)
+    h, w = 60, 100
+    pic = Rect(50, 0, 50, 60)
+    fill = np.full((h, w, 3), 100.0, np.float32) + rng.normal(0, 1, (h, w, 3)).astype(np.float32)
+    live = np.zeros((h, w, 3), np.uint8)
+    live[:, 50:] = 100
+    live[10:30, 50:] = 160                    # a shelf that is now 60 brighter at the edge
+    known = np.zeros((h, w), bool)
+    known[:, 50:] = True
+    known[40:, 50:52] = False                 # a person at the edge below
+    before = fill.copy()
+    match_edges(fill, live, known, [pic])
+    step = lambda img, rows: np.abs(live[rows, 50].astype(np.float32) - img[rows, 49]).mean()  # noqa: E731
+    assert step(before, slice(14, 26)) > 55
+    assert step(fill, slice(14, 26)) < 3
+    # It fades into the fill, not a band across it.
+    assert 20 < (fill[14:26, 45] - before[14:26, 45]).mean() < 50
+    assert np.abs(fill[14:26, :30] - before[14:26, :30]).max() < 3
+    # Beside the person the fill is as built.
+    assert np.abs(fill[46:, 38:50] - before[46:, 38:50]).max() < 1e-3

@@ -30,46 +30,13 @@ nothing but 23 KB of weights.)
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import logging
-import sys
 import threading
 
+# The allocator's tuning lives with the core (the room fill gives memory back too).
+from ..allocator import ARENAS, give_back_memory, tune_allocator  # noqa: F401 -- re-exported
+
 log = logging.getLogger(__name__)
-
-M_ARENA_MAX = -8  # mallopt parameter number, from glibc's malloc.h
-ARENAS = 2
-
-
-@functools.lru_cache(maxsize=None)
-def _glibc():
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt, libc.malloc_trim  # noqa: B018 -- glibc only; musl has neither
-    except (OSError, AttributeError):
-        return None
-    return libc
-
-
-def tune_allocator() -> bool:
-    """Cap glibc's malloc arenas for this process (see the module notes); call it before
-    threads start. Returns False where the C library is not glibc, changing nothing."""
-    libc = _glibc()
-    if libc is None:
-        return False
-    return bool(libc.mallopt(M_ARENA_MAX, ARENAS))
-
-
-def give_back_memory() -> None:
-    """Return free heap pages to the system (a few milliseconds; call it off the event
-    loop, after a room has closed)."""
-    libc = _glibc()
-    if libc is not None:
-        libc.malloc_trim(0)
 
 
 class SegmenterPool:
@@ -104,6 +71,13 @@ class SegmenterPool:
                 self._idle.append(seg)
                 return
         seg.close()
+
+    def prewarm(self) -> None:
+        """Build one segmenter now and keep it idle. The first mediapipe graph a process
+        builds keeps a reference to the Python stack it was built from; built inside a
+        room, that held the room's whole pipeline (about 75 MB with its room fill) for
+        as long as the server ran. Built here, at start, it holds nothing of a room."""
+        self.release(self.acquire())
 
     @property
     def idle(self) -> int:

@@ -58,6 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto: row or grid, whichever draws people larger on the canvas")
     p.add_argument("--gap", type=non_negative_int, default=d.pipeline.layout.gap,
                    help="pixels between feeds, filled by the grower")
+    p.add_argument("--room-fill", choices=("on", "off"), default="on" if d.pipeline.fill.enabled else "off",
+                   help="on: gaps and margins get the rooms' own texture, built off the frame path; "
+                        "off: the grower fills them every frame")
     p.add_argument("--framing", choices=("on", "off"), default="on" if d.pipeline.framing.enabled else "off",
                    help="on: every face the same size, eyes on one line; off: each whole picture at one height")
     p.add_argument("--order", choices=("auto", "given"), default=d.pipeline.layout.order,
@@ -103,7 +106,8 @@ def settings_from_args(args: argparse.Namespace, ice_servers: tuple[IceServer, .
         framing=replace(ROOM_PIPELINE.framing, enabled=args.framing == "on"),
         layout=replace(ROOM_PIPELINE.layout, mode=args.layout, gap=args.gap, order=args.order),
         grow=replace(ROOM_PIPELINE.grow, grower=args.grower, device=args.device,
-                     checkpoint=args.checkpoint, precision=args.precision))
+                     checkpoint=args.checkpoint, precision=args.precision),
+        fill=replace(ROOM_PIPELINE.fill, enabled=args.room_fill == "on"))
     return replace(RoomSettings(), pipeline=pipeline, canvas=args.canvas, segmenter=args.segmenter,
                    max_participants=args.max_participants, stall_s=args.stall_timeout,
                    connect_timeout_s=args.connect_timeout, ice_servers=ice_servers, batch_rooms=args.batch_rooms,
@@ -213,6 +217,7 @@ class Server:
             log.warning("%s", warning)
         self._restore_ice = use_host_addresses(self.ice_addresses)
         self.rooms = Rooms(self.settings, max_rooms=self.limits.max_rooms)
+        await asyncio.get_running_loop().run_in_executor(None, self.rooms.segmenters.prewarm)
         s, lim = self.settings, self.limits
         client_config = {"iceServers": [i.to_json() for i in s.ice_servers], "fps": s.fps,
                          "canvas": list(s.canvas), "maxParticipants": s.max_participants}
