@@ -51,7 +51,7 @@ def composites(feeds: int, height: int, layout: str, frames: int, every: int):
                     yield i, result.image
             if pipe.room_fill is not None:
                 print(f"room fill built {pipe.room_fill.builds} times, in place at the end: "
-                      f"{pipe.room_fill.ready}")
+                      f"{getattr(pipe.room_fill, 'ready', '?')}")  # (older trees: no ready)
     finally:
         for s in sources:
             s.close()
