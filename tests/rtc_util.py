@@ -53,6 +53,19 @@ def run(coro_fn, timeout: float = 60.0):
     return result
 
 
+
+async def real_offer() -> str:
+    """A complete offer from a real peer connection (candidates included)."""
+    from aiortc import VideoStreamTrack
+
+    pc = RTCPeerConnection(rtc_configuration())
+    try:
+        pc.addTransceiver(VideoStreamTrack(), direction="sendrecv")
+        await pc.setLocalDescription(await pc.createOffer())
+        return pc.localDescription.sdp
+    finally:
+        await pc.close()
+
 @contextlib.asynccontextmanager
 async def serving(limits: ServerLimits = ServerLimits(), access_log: bool = False, **settings):
     """A real server on 127.0.0.1 (any free port), with RoomSettings overrides."""

@@ -8,31 +8,16 @@ from dataclasses import replace
 
 import aiohttp
 import pytest
-from aiortc import RTCPeerConnection
 
 from roomfuse.rtc.compositor import ROOM_PIPELINE
-from roomfuse.rtc.ice import rtc_configuration
 from roomfuse.rtc.signalling import KEY_HEADER, MAX_BODY, offer_body
 from roomfuse.synthetic import SyntheticSource
 
-from rtc_util import KEY, Participant, SourceTrack, room_info, run, serving
+from rtc_util import KEY, Participant, SourceTrack, real_offer, room_info, run, serving
 
 pytestmark = pytest.mark.timeout(120)
 
 ROOM = "lab"
-
-
-async def real_offer() -> str:
-    """A complete offer from a real peer connection (candidates included)."""
-    from aiortc import VideoStreamTrack
-
-    pc = RTCPeerConnection(rtc_configuration())
-    try:
-        pc.addTransceiver(VideoStreamTrack(), direction="sendrecv")
-        await pc.setLocalDescription(await pc.createOffer())
-        return pc.localDescription.sdp
-    finally:
-        await pc.close()
 
 
 def without(sdp: str, prefix: str) -> str:

@@ -26,7 +26,7 @@ from roomfuse.config import ServerLimits
 from roomfuse.rtc.signalling import KEY_HEADER, SECURITY_HEADERS, offer_body
 from roomfuse.synthetic import SyntheticSource
 
-from rtc_util import KEY, Participant, SourceTrack, room_info, run, serving, wait_for
+from rtc_util import KEY, Participant, SourceTrack, real_offer, room_info, run, serving, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -195,7 +195,7 @@ def test_room_cap_refuses_one_more_room_with_one_line(caplog):
             try:
                 await alice.join(http, srv.base, "first")
                 await alice.wait_frames(5)
-                sdp = await _offer()
+                sdp = await real_offer()
                 async with http.post(f"{srv.base}/rooms/second/offer", json=offer_body(sdp, "x", KEY)) as resp:
                     assert resp.status == 503
                     assert "limit of 1 rooms" in (await resp.json())["error"]
@@ -212,29 +212,15 @@ def test_room_cap_refuses_one_more_room_with_one_line(caplog):
     _no_tracebacks(caplog)
 
 
-async def _offer() -> str:
-    from aiortc import RTCPeerConnection, VideoStreamTrack
-
-    from roomfuse.rtc.ice import rtc_configuration
-
-    pc = RTCPeerConnection(rtc_configuration())
-    try:
-        pc.addTransceiver(VideoStreamTrack(), direction="sendrecv")
-        await pc.setLocalDescription(await pc.createOffer())
-        return pc.localDescription.sdp
-    finally:
-        await pc.close()
-
-
 def test_offers_that_never_connect_free_their_seats_within_10_s():
     async def main():
         async with serving(segmenter="key", max_participants=2) as srv, aiohttp.ClientSession() as http:
             t0 = time.monotonic()
             for i in range(2):  # offers from peers that are gone before they connect
                 async with http.post(f"{srv.base}/rooms/lab/offer",
-                                     json=offer_body(await _offer(), f"ghost{i}", KEY)) as resp:
+                                     json=offer_body(await real_offer(), f"ghost{i}", KEY)) as resp:
                     assert resp.status == 200
-            async with http.post(f"{srv.base}/rooms/lab/offer", json=offer_body(await _offer(), "x", KEY)) as resp:
+            async with http.post(f"{srv.base}/rooms/lab/offer", json=offer_body(await real_offer(), "x", KEY)) as resp:
                 assert resp.status == 409  # the ghosts hold both seats
 
             async def empty():
