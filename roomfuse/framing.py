@@ -29,6 +29,7 @@ import numpy as np
 
 from .config import FramingConfig
 from .frames import Cutout, View
+from .regions import shrink
 
 DETECT_WIDTH = 256  # the full-range detector reads 192x192: a larger copy finds no more
 
@@ -87,8 +88,7 @@ class FaceFinder:
     def __call__(self, image: np.ndarray) -> list[Face]:
         h, w = image.shape[:2]
         if w > DETECT_WIDTH:
-            image = cv2.resize(image, (DETECT_WIDTH, max(1, round(h * DETECT_WIDTH / w))),
-                               interpolation=cv2.INTER_AREA)
+            image = shrink(image, (DETECT_WIDTH, max(1, round(h * DETECT_WIDTH / w))))
         found = self._model.process(np.ascontiguousarray(image)).detections or ()
         h, w = image.shape[:2]
         faces = []

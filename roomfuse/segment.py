@@ -11,6 +11,7 @@ import numpy as np
 
 from .config import SegmentConfig
 from .frames import Cutout, Frame
+from .regions import shrink
 from .synthetic import PERSON_RGB
 
 # The landscape model reads 256x144; feeding it a frame already near that size saves the
@@ -70,8 +71,7 @@ class PersonSegmenter:
     def __call__(self, frame: Frame) -> Cutout:
         h, w = frame.image.shape[:2]
         ww, wh = _work_size(w, h)
-        small = frame.image if (ww, wh) == (w, h) else cv2.resize(
-            frame.image, (ww, wh), interpolation=cv2.INTER_AREA)
+        small = frame.image if (ww, wh) == (w, h) else shrink(frame.image, (ww, wh))
         mask = self._model.process(np.ascontiguousarray(small)).segmentation_mask
         return Cutout(frame=frame, alpha=self.smoother(mask))
 
@@ -93,7 +93,7 @@ class KeySegmenter:
 
     def __call__(self, frame: Frame) -> Cutout:
         h, w = frame.image.shape[:2]
-        small = cv2.resize(frame.image, _work_size(w, h), interpolation=cv2.INTER_AREA)
+        small = shrink(frame.image, _work_size(w, h))
         dist = np.linalg.norm(small.astype(np.float32) - self.key, axis=2)
         mask = np.clip(1.5 - dist / self.tolerance, 0.0, 1.0).astype(np.float32)
         return Cutout(frame=frame, alpha=self.smoother(mask))
