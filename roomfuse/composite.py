@@ -315,8 +315,10 @@ def compose(canvas: Canvas, grown: np.ndarray, low_field: np.ndarray | None, poo
     """``blend_people`` then the gain field ``low_field`` resized to the canvas, in one
     pass of strips: per strip the grown room, the people blended in their boxes only
     (elsewhere the blend is the grown room to the last bit), the field's rows resized
-    and multiplied in place. The same pixels as the two passes over the whole canvas,
-    at half the memory traffic; with ``pool``, the two halves of the canvas at once."""
+    and multiplied in place (a field whose rows are all the same, as in a row of
+    pictures, is resized once: one row). The same pixels as the two passes over the
+    whole canvas, to within one level where the field is resized as one row, at half
+    the memory traffic; with ``pool``, the two halves of the canvas at once."""
     h, w = canvas.known.shape
     out = np.empty_like(grown)
     boxes = people_boxes(canvas)
@@ -327,6 +329,7 @@ def compose(canvas: Canvas, grown: np.ndarray, low_field: np.ndarray | None, poo
         return cv2.multiply(out, cv2.resize(low_field, (w, h), interpolation=cv2.INTER_LINEAR),
                             dtype=cv2.CV_8U)
     step = STRIP if scale is None else max(STRIP // scale, 1) * scale
+    rows = None if low_field is None else gain_rows(low_field, w, step)
 
     def run(y0: int, y1: int) -> None:
         for y in range(y0, y1, step):
@@ -341,7 +344,8 @@ def compose(canvas: Canvas, grown: np.ndarray, low_field: np.ndarray | None, poo
                 out[t0:t1, bx0:bx1] = cv2.blendLinear(canvas.image[t0:t1, bx0:bx1], grown[t0:t1, bx0:bx1],
                                                       a, 1.0 - a)
             if low_field is not None:
-                cv2.multiply(o, upsample_box(low_field, scale, (0, y, w, ye)), dst=o, dtype=cv2.CV_8U)
+                gain = rows[:ye - y] if rows is not None else upsample_box(low_field, scale, (0, y, w, ye))
+                cv2.multiply(o, gain, dst=o, dtype=cv2.CV_8U)
 
     half = (h // 2) // step * step
     if pool is None or half == 0:
@@ -351,3 +355,13 @@ def compose(canvas: Canvas, grown: np.ndarray, low_field: np.ndarray | None, poo
         run(half, h)
         top.result()
     return out
+
+
+def gain_rows(low_field: np.ndarray, width: int, rows: int) -> np.ndarray | None:
+    """When every row of the low-resolution field is the same (pictures of one height in
+    a row: the gains change only across), ``rows`` rows of it at full width, to multiply
+    strip after strip without resizing the field for each; else None."""
+    if not (low_field == low_field[:1]).all():
+        return None
+    row = cv2.resize(low_field[:1], (width, 1), interpolation=cv2.INTER_LINEAR)
+    return np.repeat(row, rows, axis=0)

@@ -30,6 +30,7 @@ from .layout import Placer
 from .regions import box_slices
 from .roomfill import RoomFill
 from .segment import make_segmenter
+from .threads import one_blas_thread
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class Pipeline:
         (``acquire()``, ``release(seg)``), so that a server reuses them across rooms instead
         of building a model graph for every participant; without one each feed builds
         its own and closes it when it leaves."""
+        one_blas_thread()
         self.config = config
         self.segmenter_kind = segmenter
         self.segmenters: dict[Hashable, object] = {}
