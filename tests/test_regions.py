@@ -11,7 +11,7 @@ from roomfuse.composite import Compositor, blend_people, compose, people_boxes
 from roomfuse.config import CompositeConfig
 from roomfuse.frames import Canvas, Rect
 from roomfuse.growth.base import downsample_known, paste_unknown, upsample_into
-from roomfuse.regions import (band_boxes, block_counts, block_sums, box_slices, mask_boxes, snap,
+from roomfuse.regions import (band_boxes, block_counts, block_sums, halve, box_slices, mask_boxes, snap,
                               upsample_box, whole_scale)
 from roomfuse.roomfill import _low
 
@@ -134,3 +134,21 @@ def test_the_room_fills_low_means_are_the_float_area_means(size):
     low, full = _low(img, known)
     assert np.array_equal(low, num / np.maximum(den, 1e-6)[..., None])
     assert np.array_equal(full, den > 0.99)
+
+
+def test_halve_is_within_two_levels_of_one_area_resize():
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, (720, 4032, 3), dtype=np.uint8)
+    image[:, 2000:] = cv2.GaussianBlur(image[:, 2000:], (0, 0), 4)  # smooth and rough parts
+    got = halve(image, 8)
+    want = cv2.resize(image, (504, 90), interpolation=cv2.INTER_AREA)
+    diff = np.abs(got.astype(int) - want)
+    assert got.shape == want.shape and diff.max() <= 2 and diff.mean() < 0.5
+    assert halve(image, 6) is None and halve(image[:, :4030], 8) is None
+
+
+def test_halve_keeps_only_whole_blocks_at_255():
+    mask = np.full((64, 64), 255, np.uint8)
+    mask[9, 9] = 0  # one pixel off in block (1, 1)
+    low = halve(mask, 8)
+    assert low[1, 1] < 255 and (low[np.arange(8) != 1].min() == 255)

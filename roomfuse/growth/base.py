@@ -16,7 +16,7 @@ import abc
 import cv2
 import numpy as np
 
-from ..regions import band_boxes, box_slices, snap, upsample_box, whole_scale
+from ..regions import band_boxes, block_counts, box_slices, halve, snap, upsample_box, whole_scale
 
 
 class Grower(abc.ABC):
@@ -69,8 +69,15 @@ def downsample_known(image: np.ndarray, known: np.ndarray, factor: int,
     # average the colours in uint8, 4x cheaper than in float: the rounding costs at most
     # half a level, one level after the division below in a half-known cell.
     masked = cv2.copyTo(image, k8, np.zeros_like(image))
-    num = cv2.resize(masked, (lw, lh), interpolation=cv2.INTER_AREA).astype(np.float32)
-    den = cv2.resize(k8.astype(np.float32), (lw, lh), interpolation=cv2.INTER_AREA)
+    num = halve(masked, factor) if (lw, lh) == (w // factor, h // factor) else None
+    if num is None or factor * factor > 255:
+        num = cv2.resize(masked, (lw, lh), interpolation=cv2.INTER_AREA).astype(np.float32)
+        den = cv2.resize(k8.astype(np.float32), (lw, lh), interpolation=cv2.INTER_AREA)
+    else:
+        # Whole blocks (a call's canvas): halvings for the colours, exact counts for the
+        # share of each cell that is known.
+        num = num.astype(np.float32)
+        den = block_counts(k8, factor).astype(np.float32) * np.float32(1.0 / (factor * factor))
     low = num / np.maximum(den, 1e-6)[..., None]
     return low, den >= min_cover
 

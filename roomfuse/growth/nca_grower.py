@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..regions import halve
 from .base import Grower, check_inputs, downsample_known, paste_unknown, upsample_into
 from .checkpoint import load_checkpoint
 from .cuda_graph import GraphRunner, cuda_capture
@@ -149,7 +150,12 @@ class NCAGrower(Grower):
         if covered is None:
             return None
         h, w = shape
-        frac = cv2.resize(covered.view(np.uint8) * np.uint8(255), (w, h), interpolation=cv2.INTER_AREA)
+        full = cv2.compare(covered.view(np.uint8), 0, cv2.CMP_GT)  # 0 / 255
+        factor = covered.shape[0] // h
+        # Halvings keep a block that is all 255 at 255 and take any other below it.
+        frac = halve(full, factor) if covered.shape == (h * factor, w * factor) else None
+        if frac is None:
+            frac = cv2.resize(full, (w, h), interpolation=cv2.INTER_AREA)
         skip = cv2.erode((frac == 255).view(np.uint8), np.ones((3, 3), np.uint8))
         if not skip.any():
             return None
