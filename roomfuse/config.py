@@ -115,6 +115,13 @@ class GrowConfig:
     # would at 1/4. What it fills lies behind people or, once the room fill is built,
     # only near the pictures. 0: always 1/4. Learned growers only.
     work_height: int = 360
+    # Grow one frame behind, beside the next frame's work: each frame shows what was
+    # grown from the frame before (its own known pixels pasted over it) while the grower
+    # works on this one in the pipeline's pool. What is grown is invented and changes
+    # slowly, so a frame's lag there does not show; the grower's share of the frame
+    # (a fifth to a third at 720) then overlaps segmentation and drawing instead of
+    # adding to them. Synchronous on the first frame and whenever the seats move.
+    behind: bool = True
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,8 @@ class Placer:
         self._fix_canvas = False
         self._given_canvas = canvas_size
         self.memories: dict[Hashable, BackgroundMemory] = {}
+        # Canvas pixels per camera pixel, each feed as last drawn (the detail there is).
+        self.scales: dict[Hashable, float] = {}
 
     def _plan_for(self, seated: Sequence[Hashable]) -> LayoutPlan:
         return plan_layout([self._sizes[k] for k in seated], self.cfg, self.canvas_size)
@@ -179,6 +181,8 @@ class Placer:
         for gone in set(self.memories) - set(keys):
             del self.memories[gone]
             self._levels.pop(gone, None)
+        for gone in set(self.scales) - set(keys):
+            del self.scales[gone]
         # Slide only on a fixed canvas: if the canvas itself changes size, jump.
         self._slide_left = self.slide_frames if same_canvas else 0
         self._shown = {k: r for k, r in self._shown.items() if k in new_sizes and same_canvas}
@@ -248,6 +252,7 @@ class Placer:
     def _draw_plain(self, key, cut: Cutout, r: Rect, image, background, known, alpha) -> None:
         """The whole picture at tile size (no framing)."""
         ys, xs = r.slices
+        self.scales[key] = min(r.w / cut.frame.size[0], r.h / cut.frame.size[1])
         img = resize_feed(cut.frame.image, r.w, r.h)
         a = cv2.resize(cut.alpha, (r.w, r.h), interpolation=cv2.INTER_LINEAR)
         bg, ok = self._remember(key, img, a < self.cfg.background_below, cut.frame.pts)
@@ -263,6 +268,7 @@ class Placer:
         resolution near the drawn one), so it stays valid while the view moves."""
         sw, sh = cut.frame.size
         s, x, y = view_geometry((sw, sh), (r.w, r.h), view, self.framing.eye_line)
+        self.scales[key] = s
         level = self._level(key, s)
         img = cut.frame.image
         lw, lh = sw, sh
@@ -316,6 +322,7 @@ class Placer:
         self._levels.clear()
         self.seats.reset()
         self.memories.clear()
+        self.scales.clear()
 
 
 def view_geometry(src: tuple[int, int], tile: tuple[int, int], view: View,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Hashable, Sequence
@@ -28,7 +28,7 @@ from .growth import make_grower
 from .growth.joiner import Joiner
 from .layout import Placer
 from .regions import box_slices
-from .roomfill import RoomFill
+from .roomfill import RoomFill, at_detail
 from .segment import make_segmenter
 from .threads import one_blas_thread
 
@@ -101,27 +101,36 @@ class Pipeline:
         # Two cores: the feeds are segmented two at a time, and the canvas passes (drawing
         # the feeds, composing) run in two halves, one in this thread and one in the pool.
         # Its threads sleep between jobs (no spinning), and no stage uses more than two.
-        self._pool = ThreadPoolExecutor(max_workers=max(2, config.segment.threads),
+        self._pool = ThreadPoolExecutor(max_workers=max(2, config.segment.threads) + 1,
                                         thread_name_prefix="roomfuse")
         self.placer = Placer(config.layout, config.memory, canvas_size=canvas_size, framing=config.framing,
                              pool=self._pool)
         self.grower = grower if grower is not None else build_grower(config.grow)
         self.compositor = Compositor(config.composite, pool=self._pool)
+        # Canvas pixels per camera pixel of the sharpest picture (1: as sharp as the canvas).
+        self._detail = 1.0
         self.room_fill = self._room_fill(config) if config.fill.enabled else None
         self._canvas_size = None
         self._tiles: tuple = ()
         self._moving = False
+        # Growing one frame behind: the grower's job for the last canvas, and the last
+        # grown background with the layout it was grown for.
+        self._growing: Future | None = None
+        self._grown: tuple[tuple, np.ndarray] | None = None
 
-    @staticmethod
-    def _room_fill(config: PipelineConfig) -> RoomFill:
+    def _room_fill(self, config: PipelineConfig) -> RoomFill:
         builder = make_grower(config.fill.grower, device=config.grow.device)
 
-        def build(image, known, rooms, targets, cancel):
+        def fill(image, known, rooms, targets, cancel):
             # The still fill sees which camera each pixel shows, and what will be seen,
             # when it can use them, and stops early when the room closes.
             if isinstance(builder, Joiner):
                 return builder.fill(image, known, rooms=rooms, targets=targets, cancel=cancel)
             return builder.fill(image, known)
+
+        def build(image, known, rooms, targets, cancel):
+            # At the detail the cameras give: no finer than the sharpest picture's pixels.
+            return at_detail(fill, self._detail, image, known, rooms, targets, cancel)
         return RoomFill(config.fill, build, fps=config.fps)
 
     def _segmenter(self, key: Hashable):
@@ -157,14 +166,43 @@ class Pipeline:
             canvas = self.placer(cutouts, keys, views)
             if opacity is not None:
                 canvas = fade_people(canvas, opacity)
-        self._follow_layout(canvas)
         with timer.stage("grow"):
             # The harmoniser's gains need only the canvas: worked out beside the grower.
             gains = self._pool.submit(self.compositor.gains, canvas)
-            grown = self._grow(canvas)
+            grown = self._grow_frame(canvas, timer)
         with timer.stage("composite"):
             image = self.compositor.compose(canvas, grown, gains.result())
         return Result(image=image, canvas=canvas, grown=grown, ms=dict(timer.ms), views=views)
+
+    def _grow_frame(self, canvas: Canvas, timer: StageTimer) -> np.ndarray:
+        """This frame's grown background: grown now, or (``GrowConfig.behind``) the one
+        grown from the previous canvas with this canvas's known pixels pasted over it,
+        while the grower works on this canvas in the pool for the next frame."""
+        last = self._finish_growing()
+        self._follow_layout(canvas)
+        self._detail = min(self.placer.scales.values(), default=1.0)
+        layout = (canvas.size, tuple(canvas.tiles))
+        if not self.config.grow.behind or self._moving or last is None or last[0] != layout:
+            grown = self._grow(canvas)
+            self._grown = (layout, grown)
+            return grown
+        grown = last[1].copy()
+        cv2.copyTo(canvas.background, canvas.known.view(np.uint8), grown)
+
+        def grow_behind() -> tuple[tuple, np.ndarray]:
+            t0 = time.perf_counter()
+            out = self._grow(canvas)
+            timer.ms["grow_behind"] = (time.perf_counter() - t0) * 1e3
+            return layout, out
+        self._growing = self._pool.submit(grow_behind)
+        return grown
+
+    def _finish_growing(self) -> tuple[tuple, np.ndarray] | None:
+        """Wait for the grower's job on the last canvas (if any); the last grown."""
+        if self._growing is not None:
+            job, self._growing = self._growing, None
+            self._grown = job.result()
+        return self._grown
 
     def _follow_layout(self, canvas: Canvas) -> None:
         """Drop the live grower's carried state when the canvas or the seats change: when
@@ -203,6 +241,8 @@ class Pipeline:
         return self.grower.fill(context, canvas.known | fill.where, covered)
 
     def reset(self) -> None:
+        self._finish_growing()
+        self._grown = None
         if self.room_fill is not None:
             self.room_fill.reset()
         for seg in self.segmenters.values():
@@ -214,6 +254,9 @@ class Pipeline:
         self.compositor.reset()
 
     def close(self) -> None:
+        if self._growing is not None:
+            self._growing.cancel() or wait([self._growing])
+            self._growing = None
         if self.room_fill is not None:
             self.room_fill.close()
         for key in list(self.segmenters):

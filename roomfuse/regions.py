@@ -159,3 +159,33 @@ def halve(image: np.ndarray, factor: int) -> np.ndarray | None:
         h, w, factor = h // 2, w // 2, factor // 2
         image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
     return image
+
+
+def cell_boxes(mask: np.ndarray, cell: int = 32) -> list[Box]:
+    """Boxes of whole ``cell`` x ``cell`` cells (cut to the mask) covering the non-zero
+    pixels of a mask: the runs of such cells along each row of cells, a run that repeats
+    on the rows below merged into one box. Tight around thin shapes that connect across a
+    canvas (the gaps between pictures joined by the margins above them), where one box
+    around each connected part would hold most of the canvas."""
+    h, w = mask.shape
+    ch, cw = -(-h // cell), -(-w // cell)
+    m = np.zeros((ch * cell, cw * cell), np.uint8)
+    m[:h, :w] = mask.view(np.uint8) if mask.dtype == bool else (mask > 0)
+    cells = m.reshape(ch, cell, cw, cell).max(axis=(1, 3)) > 0
+    boxes: list[Box] = []
+    open_runs: dict[tuple[int, int], int] = {}  # (x0, x1) in cells -> first cell row
+    for cy in range(ch + 1):
+        runs = set()
+        if cy < ch:
+            on = np.flatnonzero(cells[cy])
+            if on.size:
+                breaks = np.flatnonzero(np.diff(on) > 1)
+                starts = np.concatenate(([on[0]], on[breaks + 1]))
+                ends = np.concatenate((on[breaks], [on[-1]])) + 1
+                runs = set(zip(starts.tolist(), ends.tolist()))
+        for run in [r for r in open_runs if r not in runs]:
+            y0 = open_runs.pop(run)
+            boxes.append((run[0] * cell, y0 * cell, min(run[1] * cell, w), min(cy * cell, h)))
+        for run in runs:
+            open_runs.setdefault(run, cy)
+    return boxes

@@ -40,7 +40,7 @@ import numpy as np
 from .allocator import give_back_memory
 from .config import RoomFillConfig
 from .frames import Canvas, Rect
-from .regions import Box, block_counts, block_sums, box_slices, snap, upsample_box, whole_scale
+from .regions import Box, block_counts, block_sums, box_slices, cell_boxes, snap, upsample_box, whole_scale
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,27 @@ PERSON_RIM = 3
 # the differences smoothed along the edge over EDGE_SMOOTH (match_edges).
 EDGE_REACH = 12
 EDGE_SMOOTH = 2.0
+
+
+def at_detail(fill: Callable, detail: float, image: np.ndarray, known: np.ndarray, rooms: np.ndarray,
+              targets: np.ndarray, cancel) -> np.ndarray:
+    """``fill(image, known, rooms, targets, cancel)`` run at the detail the cameras give:
+    where every picture is drawn enlarged ``detail`` (> 1) times, the canvas holds no
+    finer detail than 1/``detail`` of its pixels, so the fill is built on the canvas
+    shrunk by that much (a cell is known only where all of it is) and enlarged back as
+    the pictures are, bilinearly. Four webcams of 640x480 enlarged 2.3-2.9 times on a
+    4032x720 canvas: built at 1745x312, a fifth of the pixels and of the build's time."""
+    h, w = known.shape
+    if detail <= 1.05:
+        return fill(image, known, rooms, targets, cancel)
+    size = (max(8, round(w / detail)), max(8, round(h / detail)))
+    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    whole = cv2.resize(cv2.compare(known.view(np.uint8), 0, cv2.CMP_GT), size, interpolation=cv2.INTER_AREA)
+    small_known = whole == 255
+    small_rooms = cv2.resize(rooms.astype(np.int32), size, interpolation=cv2.INTER_NEAREST)
+    small_targets = cv2.resize(targets.view(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    built = fill(small, small_known, small_rooms, small_targets, cancel)
+    return cv2.resize(built, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def tile_rooms(size: tuple[int, int], tiles: Sequence[Rect]) -> np.ndarray:
@@ -153,10 +174,32 @@ def _away_from(size: tuple[int, int], pictures: Sequence[Rect], band: int) -> np
     return inside == 0
 
 
+def _spread(diff: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
+    """Normalised Gaussian blur of ``diff`` (HxWx3) by ``weight`` (HxW). A blur this wide
+    (a quarter of the canvas's height) passes nothing a coarser grid cannot hold: it is
+    taken on a grid up to 4 times coarser, where sigma stays at least 2 cells, and
+    resized back (1.4 against 10 ms per correction at 4032x720; on a ramp of 25 levels
+    it differs by at most 0.3 of a level)."""
+    h, w = weight.shape
+    k = int(min(4, sigma // 2, h // 4, w // 4))
+    if k >= 2:
+        size = (max(1, round(w / k)), max(1, round(h / k)))
+        diff = cv2.resize(diff, size, interpolation=cv2.INTER_AREA)
+        weight = cv2.resize(weight, size, interpolation=cv2.INTER_AREA)
+        sigma /= k
+    num = cv2.GaussianBlur(diff, (0, 0), sigma)
+    den = cv2.GaussianBlur(weight, (0, 0), sigma)
+    low = num / np.maximum(den, 1e-3)[..., None]
+    if k >= 2:
+        low = cv2.resize(low, (w, h), interpolation=cv2.INTER_LINEAR)
+    return low
+
+
 def _component_boxes(mask: np.ndarray) -> tuple[Box, ...]:
-    """Boxes around the connected parts of a bool mask (the gaps, the margins)."""
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
-    return tuple((int(x), int(y), int(x + w), int(y + h)) for x, y, w, h, _ in stats[1:n])
+    """Boxes of 32-pixel cells around the fill (the gaps, the margins): 0.6 against 12 ms
+    of the live correction on a 4032x720 canvas whose margins join the gaps into parts
+    spanning three quarters of it."""
+    return tuple(cell_boxes(mask, 32))
 
 
 def match_edges(fill: np.ndarray, live: np.ndarray, known: np.ndarray, pictures: Sequence[Rect]) -> None:
@@ -285,9 +328,7 @@ class RoomFill:
         if not both.any():
             return cur.image
         sigma = max(2.0, min(diff.shape[:2]) / 4)
-        num = cv2.GaussianBlur(diff, (0, 0), sigma)
-        den = cv2.GaussianBlur(both.astype(np.float32), (0, 0), sigma)
-        low = num / np.maximum(den, 1e-3)[..., None]
+        low = _spread(diff, both.astype(np.float32), sigma)
         h, w = cur.image.shape[:2]
         scale = whole_scale((w, h), low.shape[1::-1])
         if boxes is None or scale is None:

@@ -11,7 +11,7 @@ from roomfuse.composite import Compositor, blend_people, compose, people_boxes
 from roomfuse.config import CompositeConfig
 from roomfuse.frames import Canvas, Rect
 from roomfuse.growth.base import downsample_known, paste_unknown, upsample_into
-from roomfuse.regions import (band_boxes, block_counts, block_sums, halve, box_slices, mask_boxes, snap,
+from roomfuse.regions import (band_boxes, block_counts, block_sums, box_slices, cell_boxes, halve, mask_boxes, snap,
                               upsample_box, whole_scale)
 from roomfuse.roomfill import _low
 
@@ -152,3 +152,17 @@ def test_halve_keeps_only_whole_blocks_at_255():
     mask[9, 9] = 0  # one pixel off in block (1, 1)
     low = halve(mask, 8)
     assert low[1, 1] < 255 and (low[np.arange(8) != 1].min() == 255)
+
+
+def test_cell_boxes_cover_the_mask_tightly():
+    mask = np.zeros((720, 4032), bool)
+    for x in (960, 2000, 3000):
+        mask[:, x:x + 64] = True  # gaps
+    mask[:40, 1024:2000] = True   # a margin joining two of them
+    boxes = cell_boxes(mask, 32)
+    covered = np.zeros_like(mask)
+    for x0, y0, x1, y1 in boxes:
+        covered[y0:y1, x0:x1] = True
+    assert covered[mask].all()
+    area = sum((x1 - x0) * (y1 - y0) for x0, y0, x1, y1 in boxes)
+    assert area < 2.5 * mask.sum() and len(boxes) < 12
