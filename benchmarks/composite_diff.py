@@ -41,7 +41,7 @@ def composites(feeds: int, height: int, layout: str, frames: int, every: int):
             pipe.framer = Framer(cfg.framing, fps=cfg.fps, finder="mediapipe", sync=True)
             if pipe.room_fill is not None:
                 pipe.room_fill.close()
-                pipe.room_fill = Pipeline._room_fill(PipelineConfig(
+                pipe.room_fill = pipe._room_fill(PipelineConfig(
                     fill=type(cfg.fill)(**{**cfg.fill.__dict__, "inline": True})))
                 pipe.room_fill.clock = lambda: count[0] / cfg.fps
             for i in range(frames):

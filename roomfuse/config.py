@@ -122,6 +122,12 @@ class GrowConfig:
     # (a fifth to a third at 720) then overlaps segmentation and drawing instead of
     # adding to them. Synchronous on the first frame and whenever the seats move.
     behind: bool = True
+    # Once the room fill is in place the live grower fills only what is unknown inside
+    # the pictures (behind people, and there mostly covered by them): it then starts on
+    # every steady_every-th canvas; between, the fill behind people is the last one
+    # grown, while the room fill and every known pixel are the frame's own. 1: every
+    # canvas. Only with `behind`.
+    steady_every: int = 3
 
 
 @dataclass(frozen=True)

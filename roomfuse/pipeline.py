@@ -117,6 +117,7 @@ class Pipeline:
         # grown background with the layout it was grown for.
         self._growing: Future | None = None
         self._grown: tuple[tuple, np.ndarray] | None = None
+        self._since = 0  # frames since the grower last started on a canvas
 
     def _room_fill(self, config: PipelineConfig) -> RoomFill:
         builder = make_grower(config.fill.grower, device=config.grow.device)
@@ -176,22 +177,33 @@ class Pipeline:
 
     def _grow_frame(self, canvas: Canvas, timer: StageTimer) -> np.ndarray:
         """This frame's grown background: grown now, or (``GrowConfig.behind``) the one
-        grown from the previous canvas with this canvas's known pixels pasted over it,
-        while the grower works on this canvas in the pool for the next frame."""
+        grown from an earlier canvas with this frame's room fill and known pixels pasted
+        over it, while the grower works on this canvas in the pool for the next frame
+        (once the room fill is in place, every ``GrowConfig.steady_every`` frames)."""
         last = self._finish_growing()
         self._follow_layout(canvas)
         self._detail = min(self.placer.scales.values(), default=1.0)
         layout = (canvas.size, tuple(canvas.tiles))
+        fill = self.room_fill.frame(canvas) if self.room_fill is not None else None
         if not self.config.grow.behind or self._moving or last is None or last[0] != layout:
-            grown = self._grow(canvas)
-            self._grown = (layout, grown)
+            grown = self._grow(canvas, fill)
+            self._grown, self._since = (layout, grown), 0
             return grown
         grown = last[1].copy()
+        steady = fill is not None and fill.opacity >= 1.0
+        if steady:
+            for box in fill.boxes or ((0, 0) + canvas.size,):
+                ys, xs = box_slices(box)
+                cv2.copyTo(fill.image[ys, xs], fill.where.view(np.uint8)[ys, xs], grown[ys, xs])
         cv2.copyTo(canvas.background, canvas.known.view(np.uint8), grown)
+        self._since += 1
+        if steady and self._since < self.config.grow.steady_every:
+            return grown
+        self._since = 0
 
         def grow_behind() -> tuple[tuple, np.ndarray]:
             t0 = time.perf_counter()
-            out = self._grow(canvas)
+            out = self._grow(canvas, fill)
             timer.ms["grow_behind"] = (time.perf_counter() - t0) * 1e3
             return layout, out
         self._growing = self._pool.submit(grow_behind)
@@ -214,14 +226,14 @@ class Pipeline:
             self.grower.reset()
         self._canvas_size, self._tiles, self._moving = canvas.size, tiles, moving
 
-    def _grow(self, canvas: Canvas) -> np.ndarray:
+    def _grow(self, canvas: Canvas, fill) -> np.ndarray:
         """The background with every unknown pixel filled. Away from the pictures (gaps,
-        margins, the room around a shrunk picture) the room's cached joined background,
-        when there is one for these seats; near and inside them (what a person hides),
-        and everywhere while there is none, the live grower."""
+        margins, the room around a shrunk picture) the room's cached joined background
+        (``fill``, this frame's, or None while there is none for these seats); near and
+        inside them (what a person hides), and everywhere while there is none, the live
+        grower."""
         # Where a person is opaque the fill never shows: growers may skip it.
         covered = canvas.alpha >= COVERED_ALPHA
-        fill = self.room_fill.frame(canvas) if self.room_fill is not None else None
         if fill is None:
             return self.grower.fill(canvas.background, canvas.known, covered)
         where = fill.where.view(np.uint8)

@@ -149,3 +149,95 @@ def test_render_builds_the_room_fill_inline_so_two_renders_agree(tmp_path):
     diff = [np.abs(x.astype(int) - y).mean() for x, y in zip(a, b)]
     assert max(diff) < 0.2, diff
     assert np.abs(a[-1].astype(int) - off[-1]).mean() > 1.0   # the fill did change the room
+
+
+class _CountingGrower:
+    """A grower that fills every unknown pixel with the number of its call, so a test
+    can tell which frame's work a composite shows (the subject here is the pipeline's
+    scheduling, not the growth model)."""
+
+    def __init__(self):
+        self.calls = 0
+        self.resets = 0
+
+    def fill(self, image, known, covered=None):
+        self.calls += 1
+        out = image.copy()
+        out[~known] = self.calls
+        return out
+
+    def reset(self):
+        self.resets += 1
+
+
+def _grow_pipeline(behind: bool):
+    from dataclasses import replace
+    cfg = PipelineConfig(layout=LayoutConfig(height=240, gap=48))
+    cfg = replace(cfg, grow=replace(cfg.grow, behind=behind), fill=replace(cfg.fill, enabled=False))
+    grower = _CountingGrower()
+    return Pipeline(cfg, segmenter="key", grower=grower), grower
+
+
+def test_growing_one_frame_behind_shows_the_last_fill_under_this_frames_room():
+    srcs = [SyntheticSource(seed=1), SyntheticSource(seed=2)]
+    pipe, grower = _grow_pipeline(behind=True)
+    with pipe:
+        results = [pipe.process([s.frame_at(i / 30) for s in srcs]) for i in range(30)]
+        # Every frame's canvas is grown exactly once, in order, one at a time.
+        pipe._finish_growing()
+        assert grower.calls == 30
+    for i in range(20, 30):
+        r = results[i]
+        known = r.canvas.known
+        # This frame's room where it is known, to the bit ...
+        assert np.array_equal(r.grown[known], r.canvas.background[known])
+        # ... where it was known a frame ago and is not now, that frame's room; and
+        # where it is unknown in both, the fill grown from the canvas just before (call
+        # i: frame 0 was grown at once, then each canvas beside the next frame).
+        before = results[i - 1].canvas
+        newly = before.known & ~known
+        assert np.array_equal(r.grown[newly], before.background[newly])
+        values = np.unique(r.grown[~known & ~before.known])
+        assert values.tolist() == [i]
+
+
+def test_growing_behind_is_synchronous_while_seats_move_and_the_same_otherwise():
+    srcs = [SyntheticSource(seed=1), SyntheticSource(seed=2), SyntheticSource(seed=3)]
+    now, now_grower = _grow_pipeline(behind=False)
+    late, late_grower = _grow_pipeline(behind=True)
+    moving = 0
+    with now, late:
+        for i in range(20):
+            feeds = srcs if i < 10 else srcs[:2]  # someone leaves: the seats slide
+            a = now.process([s.frame_at(i / 30) for s in feeds])
+            b = late.process([s.frame_at(i / 30) for s in feeds])
+            assert np.array_equal(a.canvas.image, b.canvas.image)
+            if late._moving or i == 0:
+                # While the tiles move (and on the first frame) the fill is this frame's.
+                assert np.array_equal(a.grown, b.grown)
+                moving += late._moving
+        late._finish_growing()
+        assert late_grower.calls == now_grower.calls == 20
+    assert moving >= 5  # the slide was seen, and grown at once
+
+
+def test_with_the_room_fill_in_place_the_grower_starts_every_few_frames():
+    from dataclasses import replace
+    srcs = [SyntheticSource(seed=1), SyntheticSource(seed=2)]
+    cfg = PipelineConfig(layout=LayoutConfig(height=240, gap=48))
+    cfg = replace(cfg, fill=replace(cfg.fill, inline=True), grow=replace(cfg.grow, steady_every=3))
+    grower = _CountingGrower()
+    with Pipeline(cfg, segmenter="key", grower=grower) as pipe:
+        i, steady = 0, []
+        while len(steady) < 30 and i < 200:
+            calls = grower.calls
+            r = pipe.process([s.frame_at(i / 30) for s in srcs])
+            fill = pipe.room_fill
+            if fill.ready and fill._fade >= 1.0 and not pipe._moving:
+                steady.append(grower.calls - calls)
+                # The room fill is this frame's, the known pixels too.
+                where = fill._where[1][0]
+                assert np.array_equal(r.grown[where], fill._shown[where])
+                assert np.array_equal(r.grown[r.canvas.known], r.canvas.background[r.canvas.known])
+            i += 1
+    assert len(steady) == 30 and 9 <= sum(steady) <= 11

@@ -4,13 +4,14 @@ from __future__ import annotations
 import threading
 import time
 
+import cv2
 import numpy as np
 import pytest
 
 from roomfuse.config import LayoutConfig, PipelineConfig, RoomFillConfig
 from roomfuse.frames import Canvas, Rect
 from roomfuse.pipeline import Pipeline
-from roomfuse.roomfill import PERSON_RIM, RoomFill, match_edges, source_pixels, tile_rooms
+from roomfuse.roomfill import PERSON_RIM, RoomFill, at_detail, match_edges, source_pixels, tile_rooms
 from roomfuse.synthetic import SyntheticSource
 
 W, H = 200, 80
@@ -263,3 +264,36 @@ def test_the_fill_meets_each_picture_as_it_is_now():
     assert np.abs(fill[14:26, :30] - before[14:26, :30]).max() < 3
     # Beside the person the fill is as built.
     assert np.abs(fill[46:, 38:50] - before[46:, 38:50]).max() < 1e-3
+
+
+def test_the_fill_is_built_at_the_detail_the_cameras_give():
+    h, w = 720, 1984
+    rng = np.random.default_rng(0)
+    image = cv2.resize(rng.integers(0, 256, (90, 248, 3), dtype=np.uint8), (w, h), interpolation=cv2.INTER_LINEAR)
+    known = np.ones((h, w), bool)
+    known[:, 960:1024] = False  # the gap
+    known[:100, :400] = False   # a margin above a shrunk picture
+    rooms = np.zeros((h, w), np.int32)
+    rooms[:, 992:] = 1
+    targets = ~known
+    seen = {}
+
+    def fill(img, kn, rm, tg, cancel):
+        seen.update(shape=kn.shape, known=kn.copy(), rooms=rm.copy(), image=img.copy())
+        out = img.copy()
+        out[~kn] = (10, 200, 30)
+        return out
+
+    out = at_detail(fill, 2.3, image, known, rooms, targets, None)
+    assert out.shape == image.shape
+    assert seen["shape"] == (h // 2, w // 2)  # by the whole part of the detail
+    # A cell is known only where all of it was.
+    assert not seen["known"][:, 480:512].any() and seen["known"][60:, :480].all()
+    assert not seen["known"][:50, :200].any()
+    assert set(np.unique(seen["rooms"])) == {0, 1}
+    # The fill comes back at the canvas's size, where it was unknown.
+    assert np.abs(out[300:, 975:1010].astype(int) - (10, 200, 30)).max() < 3
+    assert np.abs(out[400:, 100:900].astype(int) - image[400:, 100:900]).mean() < 3
+    # A picture drawn at its camera's size, or less than twice it: built as it is.
+    at_detail(fill, 1.9, image, known, rooms, targets, None)
+    assert seen["shape"] == (h, w)
