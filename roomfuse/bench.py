@@ -9,7 +9,9 @@ The clips are decoded one frame ahead in a thread of their own, as a live call's
 receivers decode while the room composes: "decode" is the time the pipeline waited for
 its frames. The room fill (the joined background between the pictures) is built in a
 low-priority worker while the frames run, as in a call; the report says when it was
-first in place and in how many timed frames it applied.
+first in place and in how many timed frames it applied. The live grower works one frame
+behind, beside the frames (``GrowConfig.behind``): its own time is reported on a line of
+its own, not in "grow" (which is then what the frame waited for and pasted).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .argtypes import positive_float, positive_int
-from .pipeline import STAGES, Pipeline, StageTimer
+from .pipeline import BESIDE, STAGES, Pipeline, StageTimer
 from .progress import Progress
 from .render import add_pipeline_arguments, config_from_args, open_sources
 
@@ -55,6 +57,7 @@ def bench(sources: list, frames: int, warmup: int, config, segmenter: str = "med
     """``settle``: warm up beyond ``warmup`` frames until the room fill is in place, for
     at most that many seconds."""
     per_stage: dict[str, list[float]] = {s: [] for s in STAGES}
+    beside: list[float] = []  # the grower's jobs beside the frames
     totals = []
     total = warmup + frames
     fill_first, fill_frames = None, 0
@@ -87,6 +90,8 @@ def bench(sources: list, frames: int, warmup: int, config, segmenter: str = "med
                 totals.append((time.perf_counter() - t0) * 1e3)
                 for s in STAGES:
                     per_stage[s].append(timer.ms.get(s, 0.0))
+                if BESIDE in timer.ms:
+                    beside.append(timer.ms[BESIDE])
                 fill_frames += filled
             bar.update(note=f"{1e3 / max(1e-6, (time.perf_counter() - t0) * 1e3):.0f} fps")
             i += 1
@@ -113,6 +118,9 @@ def bench(sources: list, frames: int, warmup: int, config, segmenter: str = "med
         # The room fill: builds finished, the first frame (warm-up included) it applied
         # in, and how many of the timed frames it applied in.
         "fill": {"builds": builds, "first_frame": fill_first, "timed_frames": fill_frames},
+        # The grower's own time where it worked beside the frames (one frame behind), and
+        # in how many timed frames such a job finished; not part of the stages above.
+        "grow_beside": {**(percentiles(beside) if beside else {}), "jobs": len(beside)},
     }
 
 
@@ -134,6 +142,10 @@ def format_table(r: dict) -> str:
         when = "never" if fill["first_frame"] is None else f"from frame {fill['first_frame']}"
         lines.append(f"room fill: {fill['builds']} built, applied {when} "
                      f"({fill['timed_frames']} of {r['frames']} timed frames)")
+    beside = r.get("grow_beside") or {}
+    if beside.get("jobs"):
+        lines.append(f"grower beside the frames: p50 {beside['p50_ms']:.2f} ms, p95 {beside['p95_ms']:.2f} ms "
+                     f"({beside['jobs']} jobs in {r['frames']} frames)")
     cpu = f", {r['cpu_ms_per_frame']:.0f} ms of CPU per frame" if "cpu_ms_per_frame" in r else ""
     lines.append(f"end to end: {r['fps']:.1f} fps{cpu}")
     return "\n".join(lines)

@@ -4,8 +4,10 @@ Synchronous on purpose: the server runs ``Pipeline.process`` in an executor thre
 renderer and the benchmark call it in a loop. Inside, a pool of two threads keeps both
 cores of a small machine on the frame: the feeds are segmented two at a time (only the
 resizing overlaps: mediapipe holds the GIL while it runs), half of the feeds are drawn
-on the canvas in the pool, the harmoniser's gains are worked out there while the
-grower runs, and the canvas is composed in two halves.
+on the canvas in the pool, the harmoniser's gains are worked out there, the grower works
+on each canvas there while the next frame is segmented and drawn (a frame shows the fill
+grown one frame before under its own pixels: ``GrowConfig.behind``), and the canvas is
+composed in two halves.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from .threads import one_blas_thread
 log = logging.getLogger(__name__)
 
 STAGES = ("decode", "segment", "frame", "layout", "grow", "composite")
+BESIDE = "grow_beside"  # the grower's own time, when it works beside the frames (GrowConfig.behind)
 COVERED_ALPHA = 0.98  # a person this opaque shows at most 2 % of the fill behind them
 LEARNED_GROWERS = ("nca",)  # growers that load weights: checkpoint and precision apply
 
@@ -99,8 +102,9 @@ class Pipeline:
                              finder="mediapipe" if segmenter == "mediapipe" else "matte",
                              ) if config.framing.enabled else None
         # Two cores: the feeds are segmented two at a time, and the canvas passes (drawing
-        # the feeds, composing) run in two halves, one in this thread and one in the pool.
-        # Its threads sleep between jobs (no spinning), and no stage uses more than two.
+        # the feeds, composing) run in two halves, one in this thread and one in the pool;
+        # one more pool thread for the grower working a frame behind. Its threads sleep
+        # between jobs (no spinning).
         self._pool = ThreadPoolExecutor(max_workers=max(2, config.segment.threads) + 1,
                                         thread_name_prefix="roomfuse")
         self.placer = Placer(config.layout, config.memory, canvas_size=canvas_size, framing=config.framing,
@@ -180,7 +184,7 @@ class Pipeline:
         grown from an earlier canvas with this frame's room fill and known pixels pasted
         over it, while the grower works on this canvas in the pool for the next frame
         (once the room fill is in place, every ``GrowConfig.steady_every`` frames)."""
-        last = self._finish_growing()
+        last = self._finish_growing(timer)
         self._follow_layout(canvas)
         self._detail = min(self.placer.scales.values(), default=1.0)
         layout = (canvas.size, tuple(canvas.tiles))
@@ -201,19 +205,23 @@ class Pipeline:
             return grown
         self._since = 0
 
-        def grow_behind() -> tuple[tuple, np.ndarray]:
+        def grow_behind() -> tuple[tuple, np.ndarray, float]:
             t0 = time.perf_counter()
             out = self._grow(canvas, fill)
-            timer.ms["grow_behind"] = (time.perf_counter() - t0) * 1e3
-            return layout, out
+            return layout, out, (time.perf_counter() - t0) * 1e3
         self._growing = self._pool.submit(grow_behind)
         return grown
 
-    def _finish_growing(self) -> tuple[tuple, np.ndarray] | None:
-        """Wait for the grower's job on the last canvas (if any); the last grown."""
+    def _finish_growing(self, timer: StageTimer | None = None) -> tuple[tuple, np.ndarray] | None:
+        """Wait for the grower's job on the last canvas (if any); the last grown. The
+        job's own milliseconds go to ``timer`` as "grow_beside" (not a stage of this
+        frame: it ran beside the frame before and this one)."""
         if self._growing is not None:
             job, self._growing = self._growing, None
-            self._grown = job.result()
+            layout, grown, ms = job.result()
+            self._grown = (layout, grown)
+            if timer is not None:
+                timer.ms[BESIDE] = ms
         return self._grown
 
     def _follow_layout(self, canvas: Canvas) -> None:
