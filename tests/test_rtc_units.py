@@ -249,3 +249,11 @@ def test_fade_people_scales_only_the_fading_feed():
         fade_people(canvas, [1.0])
 
 
+
+
+def test_late_log_does_not_count_the_grower_beside_the_frame_as_a_stage(caplog):
+    late = LateLog("r", every_s=5.0, clock=Clock())
+    with caplog.at_level(logging.WARNING, logger="roomfuse.rtc.compositor"):
+        late(0.004, {"segment": 9.0, "composite": 12.0, "grow_beside": 30.0})
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "slowest stage composite 12 ms of 21 ms" in line and "the grower beside it 30 ms" in line

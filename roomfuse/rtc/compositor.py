@@ -21,7 +21,7 @@ import numpy as np
 
 from ..config import LayoutConfig, PipelineConfig
 from ..frames import Frame, Rect
-from ..pipeline import Pipeline, StageTimer
+from ..pipeline import BESIDE, Pipeline, StageTimer
 from .encoder import SharedEncoder
 from .labels import Labels
 from .tracks import VIDEO_TIME_BASE
@@ -247,9 +247,13 @@ class LateLog:
         now = self.clock()
         if now - self._last < self.every_s:
             return
+        # The grower's job beside the frames is not a stage of this one.
+        beside = ms.get(BESIDE)
+        ms = {k: v for k, v in ms.items() if k != BESIDE}
         stage = max(ms, key=ms.get) if ms else "?"
         log.warning("room %s: composite late by %.0f ms (%d late since last report; slowest stage "
-                    "%s %.0f ms of %.0f ms)", self.room, late_s * 1e3, self._unreported, stage,
-                    ms.get(stage, 0.0), sum(ms.values()))
+                    "%s %.0f ms of %.0f ms%s)", self.room, late_s * 1e3, self._unreported, stage,
+                    ms.get(stage, 0.0), sum(ms.values()),
+                    "" if beside is None else f"; the grower beside it {beside:.0f} ms")
         self._unreported = 0
         self._last = now
