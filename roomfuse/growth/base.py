@@ -69,8 +69,9 @@ def downsample_known(image: np.ndarray, known: np.ndarray, factor: int,
     # average the colours in uint8, 4x cheaper than in float: the rounding costs at most
     # half a level, one level after the division below in a half-known cell.
     masked = cv2.copyTo(image, k8, np.zeros_like(image))
-    num = halve(masked, factor) if (lw, lh) == (w // factor, h // factor) else None
-    if num is None or factor * factor > 255:
+    whole = factor * factor <= 255 and (lw, lh) == (w // factor, h // factor)
+    num = halve(masked, factor) if whole else None
+    if num is None:
         num = cv2.resize(masked, (lw, lh), interpolation=cv2.INTER_AREA).astype(np.float32)
         den = cv2.resize(k8.astype(np.float32), (lw, lh), interpolation=cv2.INTER_AREA)
     else:
