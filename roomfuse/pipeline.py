@@ -56,6 +56,14 @@ def build_grower(grow: GrowConfig):
     return make_grower(grow.grower, device=grow.device, threads=grow.threads, **options)
 
 
+def _paste_fill(fill, dst: np.ndarray) -> None:
+    """The room fill's image into ``dst`` where it applies, box by box. In place."""
+    where = fill.where.view(np.uint8)
+    for box in fill.boxes or ((0, 0) + dst.shape[1::-1],):
+        ys, xs = box_slices(box)
+        cv2.copyTo(fill.image[ys, xs], where[ys, xs], dst[ys, xs])
+
+
 class StageTimer:
     """Collects milliseconds per stage for one frame; ``stage(name)`` is a context manager."""
 
@@ -196,9 +204,7 @@ class Pipeline:
         grown = last[1].copy()
         steady = fill is not None and fill.opacity >= 1.0
         if steady:
-            for box in fill.boxes or ((0, 0) + canvas.size,):
-                ys, xs = box_slices(box)
-                cv2.copyTo(fill.image[ys, xs], fill.where.view(np.uint8)[ys, xs], grown[ys, xs])
+            _paste_fill(fill, grown)
         cv2.copyTo(canvas.background, canvas.known.view(np.uint8), grown)
         self._since += 1
         if steady and self._since < self.config.grow.steady_every:
@@ -255,9 +261,7 @@ class Pipeline:
                 cv2.copyTo(mixed, where[ys, xs], grown[ys, xs])
             return grown
         context = canvas.background.copy()
-        for box in boxes:
-            ys, xs = box_slices(box)
-            cv2.copyTo(fill.image[ys, xs], where[ys, xs], context[ys, xs])
+        _paste_fill(fill, context)
         return self.grower.fill(context, canvas.known | fill.where, covered)
 
     def reset(self) -> None:
