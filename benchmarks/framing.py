@@ -111,17 +111,17 @@ def run(paths, frames, config, keep_from=45, harmonizer=None, timer=StageTimer):
 def faces(results):
     """Haar faces per tile over every 5th frame: the worst frame, and the per-tile
     medians (robust to a hand over a face, which Haar misses or stretches)."""
-    ratios, spreads, per_tile = [], [], [[] for _ in results[0].canvas.tiles]
+    ratios, spreads, per_tile = [], [], [[] for _ in results[0].canvas.output_tiles]
     for r in results[::5]:
         gray = cv2.cvtColor(r.image, cv2.COLOR_RGB2GRAY)
         found = []
-        for i, t in enumerate(r.canvas.tiles):
+        for i, t in enumerate(r.canvas.output_tiles):
             f = HAAR.detectMultiScale(gray[:, max(t.x, 0):t.x + t.w], 1.1, 5, minSize=(30, 30))
             if len(f):
                 x, y, w, h = max(f, key=lambda b: b[3])
                 found.append((h, y + h / 2))
                 per_tile[i].append((h, y + h / 2))
-        if len(found) == len(r.canvas.tiles):
+        if len(found) == len(r.canvas.output_tiles):
             hs, cs = [f[0] for f in found], [f[1] for f in found]
             ratios.append(max(hs) / min(hs))
             spreads.append((max(cs) - min(cs)) / r.image.shape[0])
@@ -173,10 +173,11 @@ def pictures(out: Path) -> None:
         _save(out / f"{name}.png", r.image, width=1200)
     r = run(clips(("intel_asl_bird.mkv", "pexels_wolfganglanger.mp4")), 61,
             PipelineConfig(layout=LayoutConfig(order="given")), keep_from=60)[0][0]
-    t = r.canvas.tiles[1]
+    t = r.canvas.output_tiles[1]
     x0, x1 = max(t.x - 64, 0), min(t.x + t.w + 64, r.image.shape[1])
     given = r.canvas.background.copy()
     given[~r.canvas.known] = (255, 0, 255)  # what the grower had to invent, in magenta
+    given = cv2.resize(given, r.canvas.output_size, interpolation=cv2.INTER_NEAREST)  # as shown
     sheet = np.concatenate([given[:, x0:x1], np.full((r.image.shape[0], 8, 3), 255, np.uint8),
                             r.image[:, x0:x1]], axis=1)
     _save(out / "framing-closeup.png", sheet, width=None)

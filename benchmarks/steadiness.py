@@ -37,14 +37,14 @@ def run(clips, frames: int, inline: bool, fps: float = 30.0, realtime: bool = Fa
         for i in range(frames):
             t0 = time.perf_counter()
             r = pipe.process([s.frame_at(i / fps) for s in sources])
-            if outside is None or r.canvas.tiles != prev_tiles:
-                outside = tile_rooms(r.canvas.size, r.canvas.tiles) < 0
+            if outside is None or r.canvas.output_tiles != prev_tiles:
+                outside = tile_rooms(r.canvas.output_size, r.canvas.output_tiles) < 0
             img = r.image.astype(np.float32)
-            if prev is not None and r.canvas.tiles == prev_tiles:
+            if prev is not None and r.canvas.output_tiles == prev_tiles:
                 changes.append(float(np.abs(img - prev)[outside].mean()))
             else:
                 changes.append(float("nan"))
-            prev, prev_tiles = img, r.canvas.tiles
+            prev, prev_tiles = img, r.canvas.output_tiles
             builds.append(pipe.room_fill.builds if pipe.room_fill else 0)
             if realtime:
                 time.sleep(max(0.0, 1 / fps - (time.perf_counter() - t0)))

@@ -98,7 +98,8 @@ def bench(sources: list, frames: int, warmup: int, config, segmenter: str = "med
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         device = grower_device(pipe.grower)
         builds = pipe.room_fill.builds if pipe.room_fill is not None else 0
-    w, h = result.canvas.size
+    w, h = result.canvas.output_size
+    work = list(result.canvas.size)
     stages = {s: percentiles(v) for s, v in per_stage.items()}
     mean = sum(v["mean_ms"] for v in stages.values()) or 1.0
     for v in stages.values():
@@ -111,6 +112,8 @@ def bench(sources: list, frames: int, warmup: int, config, segmenter: str = "med
         "frames": frames,
         "feeds": len(sources),
         "canvas": [w, h],
+        # The size the canvas was drawn, grown and composed at (the cameras' detail).
+        "work": work,
         "device": device,
         "grower": config.grow.grower,
         "stages": stages,
@@ -130,7 +133,9 @@ def _fill_applied(pipe: Pipeline) -> bool:
 
 def format_table(r: dict) -> str:
     w, h = r["canvas"]
-    lines = [f"{r['feeds']} feeds -> {w}x{h} canvas, grower {r['grower']} on {r['device']}, "
+    work = r.get("work") or [w, h]
+    drawn = f" (worked at {work[0]}x{work[1]}, the cameras' detail)" if list(work) != [w, h] else ""
+    lines = [f"{r['feeds']} feeds -> {w}x{h} canvas{drawn}, grower {r['grower']} on {r['device']}, "
              f"{r['frames']} frames",
              f"{'stage':<10} {'p50 ms':>8} {'p95 ms':>8} {'share':>6}"]
     for s, v in r["stages"].items():

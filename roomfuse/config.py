@@ -34,6 +34,11 @@ class LayoutConfig:
     order: str = "auto"
     # A pixel is "known background" when the person alpha is below this.
     background_below: float = 0.2
+    # Draw, grow and compose at the detail the cameras give: where every picture is
+    # enlarged at least twice, the canvas is worked on shrunk by the whole part of that
+    # (four 640x480 webcams 2.3x on a 4032x720 row: at 2016x360) and the composite is
+    # enlarged once at the end. False: always at the canvas's own size.
+    at_detail: bool = True
 
 
 @dataclass(frozen=True)
@@ -155,7 +160,8 @@ class RoomFillConfig:
     # where a picture that drifted uncovers the plate it was built from); a picture that
     # moved more than rebuild_px since the fill was built asks for a new one, more than
     # drop_px and the fill is not shown until then. A band of live fill reads as a
-    # streak around each picture: off by default.
+    # streak around each picture: off by default. (Pixels of the composite, also where
+    # the canvas is worked smaller.)
     band: int = 0
     rebuild_px: int = 4
     drop_px: int = 24

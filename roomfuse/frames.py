@@ -79,6 +79,21 @@ class Canvas:
     # Where each feed's picture is drawn, in feed order: its tile, or the part of it a
     # picture shrunk by framing covers. Outside the pictures no camera ever sees.
     pictures: tuple[Rect, ...] = ()
+    # The size the composite is shown at and each feed's tile there, where the canvas
+    # is drawn smaller than that (at the detail the cameras give: ``LayoutConfig.at_detail``);
+    # None and () where it is drawn at its own size.
+    out_size: tuple[int, int] | None = None
+    out_tiles: tuple[Rect, ...] = ()
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """(width, height) of the composite made from this canvas."""
+        return self.out_size or self.size
+
+    @property
+    def output_tiles(self) -> tuple[Rect, ...]:
+        """Each feed's tile in the composite, in feed order."""
+        return self.out_tiles or self.tiles
 
     @property
     def shown(self) -> tuple[Rect, ...]:

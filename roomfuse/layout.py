@@ -28,6 +28,7 @@ from .regions import clip_rect, overlapping
 from .seats import Seats
 
 MAX_FEEDS = 8
+MAX_WORK = 4  # the most a canvas is shrunk to work at the cameras' detail
 
 
 class LayoutError(RoomfuseError, ValueError):
@@ -149,6 +150,8 @@ class Placer:
         self.memories: dict[Hashable, BackgroundMemory] = {}
         # Canvas pixels per camera pixel, each feed as last drawn (the detail there is).
         self.scales: dict[Hashable, float] = {}
+        # The canvas is drawn this many times smaller than it is shown (at_detail).
+        self.work = 1
 
     def _plan_for(self, seated: Sequence[Hashable]) -> LayoutPlan:
         return plan_layout([self._sizes[k] for k in seated], self.cfg, self.canvas_size)
@@ -211,12 +214,18 @@ class Placer:
         self._fix_canvas = views is not None
         self._update_plan(keys, tuple(self.seat_size(c.frame.size, None if views is None else views[i])
                                       for i, c in enumerate(cutouts)))
-        w, h = self.plan.size
+        out_w, out_h = self.plan.size
+        shown = self.tiles_now(keys)
+        self.work = self._work_factor(cutouts, views, shown) if self.cfg.at_detail else 1
+        if self.work > 1:
+            w, h = max(2, round(out_w / self.work)), max(2, round(out_h / self.work))
+            tiles = [scale_rect(t, w / out_w, h / out_h) for t in shown]
+        else:
+            (w, h), tiles = (out_w, out_h), shown
         image = np.zeros((h, w, 3), np.uint8)
         background = np.zeros((h, w, 3), np.uint8)
         known = np.zeros((h, w), bool)
         alpha = np.zeros((h, w), np.float32)
-        tiles = self.tiles_now(keys)
         arrays = (image, background, known, alpha)
 
         def draw(i: int) -> Rect:
@@ -237,9 +246,36 @@ class Placer:
             others = self.pool.submit(lambda: [draw(i) for i in range(half, n)])
             pictures = [draw(i) for i in range(half)]
             pictures += others.result()
+        smaller = self.work > 1
         self._last = Canvas(image=image, background=background, known=known, alpha=alpha,
-                            tiles=tuple(tiles), keys=keys, pictures=tuple(pictures))
+                            tiles=tuple(tiles), keys=keys, pictures=tuple(pictures),
+                            out_size=(out_w, out_h) if smaller else None, out_tiles=tuple(shown) if smaller else ())
         return self._last
+
+    def _work_factor(self, cutouts: Sequence[Cutout], views: Sequence[View] | None,
+                     tiles: Sequence[Rect]) -> int:
+        """How many times smaller than shown to draw the canvas: the whole part of the
+        least enlargement of any picture (a canvas pixel finer than that shows no more
+        of a camera's detail), up to ``MAX_WORK``. Kept within a band (down below 0.9 of
+        it, up from 1.05 above the next) so a view zooming around a whole factor does not
+        flip between the two: a change of size restarts the grower and the room fill."""
+        least = math.inf
+        for i, (cut, r) in enumerate(zip(cutouts, tiles)):
+            if r.w < 2 or r.h < 2:
+                continue
+            sw, sh = cut.frame.size
+            if views is None:
+                least = min(least, r.w / sw, r.h / sh)
+            else:
+                least = min(least, view_geometry((sw, sh), (r.w, r.h), views[i], self.framing.eye_line)[0])
+        f = self.work
+        if not math.isfinite(least):
+            return f
+        while f > 1 and least < 0.9 * f:
+            f -= 1
+        while f < MAX_WORK and least >= f + 1:
+            f += 1
+        return f
 
     def _remember(self, key: Hashable, img: np.ndarray, seen: np.ndarray, pts: float, box=None, size=None):
         if not self.memory_cfg.enabled:
@@ -323,6 +359,7 @@ class Placer:
         self.seats.reset()
         self.memories.clear()
         self.scales.clear()
+        self.work = 1
 
 
 def view_geometry(src: tuple[int, int], tile: tuple[int, int], view: View,
@@ -399,6 +436,13 @@ def fade_cut_edges(alpha: np.ndarray, scale: tuple[float, float], offset: tuple[
         alpha[:, :n] *= ramp[None, :]
     if x + sx * lw < tw - 0.5:
         alpha[:, -n:] *= ramp[None, ::-1]
+
+
+def scale_rect(r: Rect, fx: float, fy: float) -> Rect:
+    """``r`` on a canvas scaled by (fx, fy): its edges scaled and rounded, so rects that
+    meet still meet and a gap keeps its share of the canvas."""
+    x0, y0 = round(r.x * fx), round(r.y * fy)
+    return Rect(x0, y0, round((r.x + r.w) * fx) - x0, round((r.y + r.h) * fy) - y0)
 
 
 def resize_feed(image: np.ndarray, w: int, h: int) -> np.ndarray:

@@ -82,8 +82,11 @@ class StageTimer:
 @dataclass
 class Result:
     image: np.ndarray  # the composite, HxWx3 uint8 RGB
-    canvas: Canvas  # what the grower was given
-    grown: np.ndarray  # the background with every gap filled
+    # What the grower was given, and the background with every gap filled: at the
+    # cameras' detail, smaller than the composite where the pictures are enlarged (its
+    # ``output_size`` and ``output_tiles`` say where the feeds are in ``image``).
+    canvas: Canvas
+    grown: np.ndarray
     ms: dict[str, float] = field(default_factory=dict)  # stage -> milliseconds
     views: list | None = None  # each feed's framing.View (None: framing off)
 
@@ -185,6 +188,10 @@ class Pipeline:
             grown = self._grow_frame(canvas, timer)
         with timer.stage("composite"):
             image = self.compositor.compose(canvas, grown, gains.result())
+            if canvas.output_size != canvas.size:
+                # Drawn at the cameras' detail: enlarged once, bicubic (as sharp as each
+                # picture enlarged straight onto the full canvas: docs/detail.md).
+                image = cv2.resize(image, canvas.output_size, interpolation=cv2.INTER_CUBIC)
         return Result(image=image, canvas=canvas, grown=grown, ms=dict(timer.ms), views=views)
 
     def _grow_frame(self, canvas: Canvas, timer: StageTimer) -> np.ndarray:

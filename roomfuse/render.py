@@ -47,6 +47,9 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=positive_float, default=30.0, help="output frame rate")
     p.add_argument("--segmenter", choices=("mediapipe", "key"), default="mediapipe",
                    help="person segmentation (key: colour key, for synthetic sources)")
+    p.add_argument("--detail", choices=("camera", "canvas"), default="camera" if LayoutConfig.at_detail else "canvas",
+                   help="work at the detail the cameras give and enlarge the composite once (camera), "
+                        "or at the canvas's own size (canvas)")
     p.add_argument("--segment-model", choices=("landscape", "general"), default=SegmentConfig.model)
 
 
@@ -62,7 +65,7 @@ def config_from_args(args: argparse.Namespace, inline: bool = False) -> Pipeline
         segment=SegmentConfig(model=args.segment_model),
         framing=FramingConfig(enabled=args.framing == "on"),
         layout=LayoutConfig(height=args.height, gap=args.gap, margin=args.margin, mode=args.layout,
-                            order=args.order),
+                            order=args.order, at_detail=args.detail == "camera"),
         grow=GrowConfig(grower=args.grower, device=args.device, checkpoint=args.checkpoint,
                         precision=args.precision),
         fill=RoomFillConfig(enabled=args.room_fill == "on", inline=inline),
@@ -105,7 +108,7 @@ def render(sources: list, output: Path, frames: int, config: PipelineConfig,
                 batch = [s.frame_at(t) for s in sources]
             result = pipe.process(batch, timer=timer)
             out.write(result.image)
-            size = result.canvas.size
+            size = result.canvas.output_size
             bar.update(note=f"grow {timer.ms['grow']:.1f} ms")
     seconds = time.perf_counter() - t0
     return {"frames": frames, "seconds": seconds, "fps": frames / seconds, "canvas": size}

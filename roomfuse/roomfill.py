@@ -79,6 +79,13 @@ def at_detail(fill: Callable, detail: float, image: np.ndarray, known: np.ndarra
     return cv2.resize(built, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def _px(n: int, canvas: Canvas) -> int:
+    """``n`` pixels of the composite in pixels of ``canvas`` (smaller where it is worked
+    at the cameras' detail), at least one where ``n`` is not 0."""
+    out = round(n * canvas.size[0] / canvas.output_size[0])
+    return max(out, 1) if n > 0 else 0
+
+
 def tile_rooms(size: tuple[int, int], tiles: Sequence[Rect]) -> np.ndarray:
     """(H, W) int32: the index of the rect each pixel lies in, or -1 outside every one."""
     w, h = size
@@ -281,7 +288,7 @@ class RoomFill:
         settled, self._last_tiles = tiles == self._last_tiles, tiles
         self._collect(tiles)
         cur = self._current
-        if cur is not None and (cur.tiles != tiles or drift(cur.pictures, pictures) > self.cfg.drop_px):
+        if cur is not None and (cur.tiles != tiles or drift(cur.pictures, pictures) > _px(self.cfg.drop_px, canvas)):
             self._drop()
         self._frames += 1
         if self._should_build(canvas, tiles, settled):
@@ -290,7 +297,7 @@ class RoomFill:
         if self._current is None:
             return None
         self._fade = min(1.0, self._fade + 1.0 / max(1.0, self.cfg.fade_s * self.fps))
-        where, boxes, around = self._away(canvas.size, pictures)
+        where, boxes, around = self._away(canvas, pictures)
         if self._shown is None or self._frames % self.cfg.correct_frames == 0:
             self._shown = self._corrected(canvas, around)
         image, opacity = self._shown, 1.0
@@ -306,14 +313,15 @@ class RoomFill:
             self._previous, self._fading_in = None, False
         return FillFrame(image, opacity, where, boxes)
 
-    def _away(self, size, pictures) -> tuple[np.ndarray, tuple[Box, ...], tuple[Box, ...]]:
+    def _away(self, canvas: Canvas, pictures) -> tuple[np.ndarray, tuple[Box, ...], tuple[Box, ...]]:
         """Where the fill applies, boxes around it, and those boxes grown by ``drop_px``
         (the live correction covers them: a picture that drifts, up to the distance at
         which the fill is dropped, still meets a corrected fill)."""
+        size = canvas.size
         if self._where is None or self._where[0] != (size, pictures):
-            where = _away_from(size, pictures, self.cfg.band)
+            where = _away_from(size, pictures, _px(self.cfg.band, canvas))
             boxes = _component_boxes(where)
-            m = self.cfg.drop_px
+            m = _px(self.cfg.drop_px, canvas)
             around = tuple((max(0, x0 - m), max(0, y0 - m), min(size[0], x1 + m), min(size[1], y1 + m))
                            for x0, y0, x1, y1 in boxes)
             self._where = ((size, pictures), (where, boxes, around))
@@ -365,7 +373,7 @@ class RoomFill:
             return settled and self._job_tiles != tiles
         if self._frames % self.cfg.check_frames or self.clock() - self._last_request < self.cfg.min_interval_s:
             return False
-        if drift(cur.pictures, canvas.shown) > self.cfg.rebuild_px:
+        if drift(cur.pictures, canvas.shown) > _px(self.cfg.rebuild_px, canvas):
             return True
         live, live_known = _low(canvas.background, canvas.known)
         both = live_known & cur.known_low

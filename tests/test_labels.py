@@ -55,3 +55,12 @@ def test_any_name_renders_and_long_names_are_cut():
     short = labels.render("x" * 10, 20)[1].shape[1]
     long = labels.render("x" * 200, 20)[1].shape[1]
     assert long < 4 * short
+
+
+def test_label_follows_a_person_matte_drawn_smaller_than_the_composite():
+    """The canvas is worked at the cameras' detail (half size here): the person is found
+    in the small matte's tile, the label drawn in the composite's."""
+    image, people = canvas(200)
+    small = people[::2, ::2].copy()
+    (r,) = Labels().draw(image, [TILE], ["Ada"], people=small, people_tiles=[Rect(50, 0, 200, 120)])
+    assert abs(r.x + r.w / 2 - 200) < 5

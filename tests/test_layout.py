@@ -115,3 +115,49 @@ def test_tiles_slide_when_someone_joins():
     assert xs[0] < start and xs[0] > end  # first frame: part of the way
     assert xs == sorted(xs, reverse=True)  # moving steadily one way
     assert xs[-1] == end and xs[3] == end  # arrived after slide_frames
+
+
+def test_rects_scaled_with_the_canvas_still_meet_and_keep_their_gaps():
+    from roomfuse.layout import scale_rect
+
+    tiles = plan_layout([(640, 480)] * 4, LayoutConfig(height=720, gap=64)).tiles
+    half = [scale_rect(t, 0.5, 0.5) for t in tiles]
+    assert half[0] == Rect(tiles[0].x // 2, 0, tiles[0].w // 2, 360)
+    for a, b, big_a, big_b in zip(half, half[1:], tiles, tiles[1:]):
+        assert b.x - (a.x + a.w) == (big_b.x - (big_a.x + big_a.w)) // 2  # the gap, halved
+    # Odd factors: the edges are scaled, so neighbours share them exactly.
+    third = [scale_rect(Rect(x, 0, 7, 9), 1 / 3, 1 / 3) for x in range(0, 70, 7)]
+    assert all(a.x + a.w == b.x for a, b in zip(third, third[1:]))
+
+
+def test_enlarged_pictures_are_drawn_at_the_cameras_detail():
+    """Pictures enlarged twice or more are drawn on a canvas the whole part of that
+    smaller; the canvas says the size and tiles it is shown at."""
+    cuts = [_cutout(60 + 50 * i, (10, 22), size=(64, 48)) for i in range(2)]
+    cfg = LayoutConfig(height=144, gap=24)  # 64x48 pictures drawn 3x
+    full = Placer(LayoutConfig(height=144, gap=24, at_detail=False), MemoryConfig(enabled=False))
+    small = Placer(cfg, MemoryConfig(enabled=False))
+    a, b = full(cuts), small(cuts)
+    assert small.work == 3 and full.work == 1
+    assert a.size == a.output_size == (2 * 192 + 24, 144)
+    assert b.output_size == a.size and b.output_tiles == a.tiles
+    assert b.size == (136, 48) and b.tiles == (Rect(0, 0, 64, 48), Rect(72, 0, 64, 48))
+    # The same pictures, at the cameras' own pixels: the person's columns and the room.
+    assert np.array_equal(b.image[:, :64], cuts[0].frame.image)
+    assert np.array_equal(b.alpha[:, 72:], cuts[1].alpha)
+    assert not b.known[:, 64:72].any() and b.known[:, :10].all()
+
+
+def test_the_detail_factor_holds_within_a_band_as_a_view_zooms():
+    from roomfuse.frames import View
+
+    placer = Placer(LayoutConfig(height=96, gap=16), MemoryConfig(enabled=False))
+    cuts = [_cutout(90, (20, 30), size=(64, 48))]
+
+    def factor(zoom):
+        # 48 px tall pictures in 96 px tiles: drawn 2 * zoom times their size.
+        placer(cuts, views=[View(0.5, 0.4, zoom)])
+        return placer.work
+
+    assert [factor(z) for z in (0.9, 1.0, 0.95, 0.91, 0.89, 0.99, 1.5, 1.4, 1.3)] == \
+        [1, 2, 2, 2, 1, 1, 3, 3, 2]

@@ -187,9 +187,9 @@ class Compositor:
         if names:
             with timer.stage("names"):
                 image = result.image if result.image.flags.writeable else result.image.copy()
-                drawn = self._labels.draw(image, result.canvas.tiles, [f.name for f in feeds],
-                                          people=result.canvas.alpha, opacity=[f.name_opacity for f in feeds],
-                                          keys=keys)
+                drawn = self._labels.draw(image, result.canvas.output_tiles, [f.name for f in feeds],
+                                          people=result.canvas.alpha, people_tiles=result.canvas.tiles,
+                                          opacity=[f.name_opacity for f in feeds], keys=keys)
                 labels = dict(zip(keys, drawn))
                 result.image = image
         with timer.stage("convert"):
@@ -199,7 +199,7 @@ class Compositor:
             out = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
             out.pts = int(round((now - self.t0) / VIDEO_TIME_BASE))
             out.time_base = VIDEO_TIME_BASE
-        return Composed(frame=out, tiles=dict(zip(keys, result.canvas.tiles)), ms=dict(timer.ms), labels=labels)
+        return Composed(frame=out, tiles=dict(zip(keys, result.canvas.output_tiles)), ms=dict(timer.ms), labels=labels)
 
     async def encode(self, composed: Composed) -> Composed:
         """Fill in ``composed.packet``: the encode of every viewer, done once."""

@@ -94,11 +94,12 @@ class Labels:
 
     def draw(self, image: np.ndarray, tiles: Sequence[Rect], names: Sequence[str],
              people: np.ndarray | None = None, opacity: Sequence[float] | None = None,
-             keys: Sequence | None = None) -> list[Rect]:
+             keys: Sequence | None = None, people_tiles: Sequence[Rect] | None = None) -> list[Rect]:
         """Blend each feed's name into ``image`` (in place) at the bottom of its tile,
         under the person (the column mass of ``people``, the canvas's person matte) where
         there is one, followed calmly from frame to frame per feed ``keys``. Returns where
-        each label went."""
+        each label went. ``people_tiles``: the tiles in ``people`` where it is drawn at
+        another size than ``image`` (by default ``tiles``)."""
         out = []
         H, W = image.shape[:2]
         keys = list(range(len(tiles))) if keys is None else list(keys)
@@ -114,10 +115,11 @@ class Labels:
                 alpha = alpha * float(max(0.0, min(1.0, opacity[i])))
             h, w = alpha.shape
             target = 0.5
-            if people is not None and tile.w > 0 and tile.h > 0:
-                ys, xs = tile.slices
+            matte_tile = tile if people_tiles is None else people_tiles[i]
+            if people is not None and matte_tile.w > 0 and matte_tile.h > 0:
+                ys, xs = matte_tile.slices
                 cols = people[ys, xs].sum(axis=0)
-                if cols.sum() > 0.02 * tile.w * tile.h:
+                if cols.sum() > 0.02 * matte_tile.w * matte_tile.h:
                     target = float((cols * np.arange(len(cols))).sum() / cols.sum()) / max(1, len(cols))
             centre = self._centre.get(keys[i], target)
             if abs(target - centre) > self.DEADBAND:
