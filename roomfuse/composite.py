@@ -148,8 +148,9 @@ class Harmonizer:
         """Mean background colour of each tile (n x 3), from every 4th pixel."""
         return np.array([m["all"] for m in side_means(canvas)], np.float32)
 
-    def update(self, canvas: Canvas) -> tuple[np.ndarray, dict[tuple[int, str], np.ndarray]]:
-        """This frame's gains: per tile (n x 3), and per (tile, side) at a join."""
+    def update(self, canvas: Canvas, frames: int = 1) -> tuple[np.ndarray, dict[tuple[int, str], np.ndarray]]:
+        """This frame's gains: per tile (n x 3), and per (tile, side) at a join, moved
+        toward their targets as ``frames`` frames of smoothing would."""
         keys = self.keys_of(canvas)
         for k in set(self.gains) - set(keys):
             del self.gains[k]
@@ -176,7 +177,7 @@ class Harmonizer:
                 meet = np.sqrt(ma * mb)
                 side_target[(a, sa)] = np.clip((meet / ma) ** self.cfg.join_match, lo, hi)
                 side_target[(b, sb)] = np.clip((meet / mb) ** self.cfg.join_match, lo, hi)
-        rate = 1.0 / max(1, self.cfg.smooth_frames)
+        rate = 1.0 - (1.0 - 1.0 / max(1, self.cfg.smooth_frames)) ** max(1, frames)
         gains = np.empty((n, 3), np.float32)
         sides: dict[tuple[int, str], np.ndarray] = {}
         for i, k in enumerate(keys):
@@ -196,10 +197,10 @@ class Harmonizer:
         low = self.low_field(canvas)
         return None if low is None else cv2.resize(low, canvas.size, interpolation=cv2.INTER_LINEAR)
 
-    def low_field(self, canvas: Canvas) -> np.ndarray | None:
+    def low_field(self, canvas: Canvas, frames: int = 1) -> np.ndarray | None:
         """The gain field at 1/``FIELD_SCALE`` (float32), which ``field`` resizes to the
-        canvas; None when every gain is ~1. Advances the gains by one frame."""
-        gains, sides = self.update(canvas)
+        canvas; None when every gain is ~1. Advances the gains by ``frames`` frames."""
+        gains, sides = self.update(canvas, frames)
         if np.abs(gains - 1.0).max() < 0.004 and all(np.abs(e - 1.0).max() < 0.004 for e in sides.values()):
             return None
         w, h = canvas.size
@@ -281,23 +282,35 @@ class Compositor:
     ``gains(canvas)`` (the harmoniser's field at low resolution; it needs only the
     canvas, so the pipeline runs it beside the grower) and ``compose`` are the two
     halves of ``__call__``. ``pool`` (optional, an executor): the canvas is composed in
-    two halves at once."""
+    two halves at once. The field is worked out every ``CompositeConfig.gain_every``
+    frames (the gains follow the rooms' light over half a second: a frame's step is a
+    fifteenth of the way), and kept between while the tiles stay."""
 
     def __init__(self, cfg: CompositeConfig = CompositeConfig(), pool=None):
         self.harmonizer = Harmonizer(cfg)
         self.pool = pool
+        self.every = max(1, cfg.gain_every)
+        self._held: tuple | None = None  # (tiles and keys, field) last worked out
+        self._since = 0
 
     def __call__(self, canvas: Canvas, grown: np.ndarray) -> np.ndarray:
         return self.compose(canvas, grown, self.gains(canvas))
 
     def gains(self, canvas: Canvas) -> np.ndarray | None:
-        return self.harmonizer.low_field(canvas)
+        layout = (canvas.size, tuple(canvas.tiles), tuple(canvas.keys))
+        self._since += 1
+        if self._held is not None and self._held[0] == layout and self._since < self.every:
+            return self._held[1]
+        field = self.harmonizer.low_field(canvas, frames=self._since if self._held is not None else 1)
+        self._held, self._since = (layout, field), 0
+        return field
 
     def compose(self, canvas: Canvas, grown: np.ndarray, low_field: np.ndarray | None) -> np.ndarray:
         return compose(canvas, grown, low_field, self.pool)
 
     def reset(self) -> None:
         self.harmonizer.reset()
+        self._held, self._since = None, 0
 
 
 # Below this a person's alpha changes no 8-bit pixel of the blend (255 * eps < 0.5).
@@ -341,8 +354,8 @@ def compose(canvas: Canvas, grown: np.ndarray, low_field: np.ndarray | None, poo
                 if t0 >= t1:
                     continue
                 a = canvas.alpha[t0:t1, bx0:bx1]
-                out[t0:t1, bx0:bx1] = cv2.blendLinear(canvas.image[t0:t1, bx0:bx1], grown[t0:t1, bx0:bx1],
-                                                      a, 1.0 - a)
+                cv2.blendLinear(canvas.image[t0:t1, bx0:bx1], grown[t0:t1, bx0:bx1], a, 1.0 - a,
+                                dst=out[t0:t1, bx0:bx1])
             if low_field is not None:
                 gain = rows[:ye - y] if rows is not None else upsample_box(low_field, scale, (0, y, w, ye))
                 cv2.multiply(o, gain, dst=o, dtype=cv2.CV_8U)
@@ -365,3 +378,4 @@ def gain_rows(low_field: np.ndarray, width: int, rows: int) -> np.ndarray | None
         return None
     row = cv2.resize(low_field[:1], (width, 1), interpolation=cv2.INTER_LINEAR)
     return np.repeat(row, rows, axis=0)
+

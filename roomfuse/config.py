@@ -133,6 +133,11 @@ class GrowConfig:
     # grown, while the room fill and every known pixel are the frame's own. 1: every
     # canvas. Only with `behind`.
     steady_every: int = 3
+    # Before the room fill is in place the live grower fills the gaps too; what it grows
+    # there changes slowly (its state is carried from canvas to canvas), so it starts on
+    # every `every`-th canvas, and between, a frame shows the last fill with its own known
+    # pixels pasted over it. 1: every canvas. Only with `behind`.
+    every: int = 2
 
 
 @dataclass(frozen=True)
@@ -160,8 +165,8 @@ class RoomFillConfig:
     # where a picture that drifted uncovers the plate it was built from); a picture that
     # moved more than rebuild_px since the fill was built asks for a new one, more than
     # drop_px and the fill is not shown until then. A band of live fill reads as a
-    # streak around each picture: off by default. (Pixels of the composite, also where
-    # the canvas is worked smaller.)
+    # streak around each picture: off by default. (Pixels of the canvas as it is worked:
+    # at the cameras' detail, LayoutConfig.at_detail, so a camera pixel or a little more.)
     band: int = 0
     rebuild_px: int = 4
     drop_px: int = 24
@@ -178,6 +183,9 @@ class CompositeConfig:
     max_gain: float = 1.25
     # Time constant of the gains, in frames: exposure changes are followed, not jumped.
     smooth_frames: int = 15
+    # The gain field is worked out every gain_every frames (each time moved on as far as
+    # that many frames of smoothing would) and kept between while the tiles stay.
+    gain_every: int = 2
     # Where two rooms meet, each side's colour near the join is pulled this far toward
     # the other's (1 = they meet exactly); the pull fades out toward the middle of the
     # tile, so each room keeps its own look where its person stands.

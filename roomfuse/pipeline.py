@@ -32,7 +32,7 @@ from .layout import Placer
 from .regions import box_slices
 from .roomfill import RoomFill, at_detail
 from .segment import make_segmenter
-from .threads import one_blas_thread
+from .threads import one_blas_thread, one_cv_thread
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ class Pipeline:
         of building a model graph for every participant; without one each feed builds
         its own and closes it when it leaves."""
         one_blas_thread()
+        one_cv_thread()
         self.config = config
         self.segmenter_kind = segmenter
         self.segmenters: dict[Hashable, object] = {}
@@ -198,7 +199,8 @@ class Pipeline:
         """This frame's grown background: grown now, or (``GrowConfig.behind``) the one
         grown from an earlier canvas with this frame's room fill and known pixels pasted
         over it, while the grower works on this canvas in the pool for the next frame
-        (once the room fill is in place, every ``GrowConfig.steady_every`` frames)."""
+        (every ``GrowConfig.every`` frames while there is no room fill, every
+        ``GrowConfig.steady_every`` once it is in place, every frame while it fades in)."""
         last = self._finish_growing(timer)
         self._follow_layout(canvas)
         self._detail = min(self.placer.scales.values(), default=1.0)
@@ -214,7 +216,8 @@ class Pipeline:
             _paste_fill(fill, grown)
         cv2.copyTo(canvas.background, canvas.known.view(np.uint8), grown)
         self._since += 1
-        if steady and self._since < self.config.grow.steady_every:
+        every = self.config.grow.steady_every if steady else self.config.grow.every if fill is None else 1
+        if self._since < every:
             return grown
         self._since = 0
 

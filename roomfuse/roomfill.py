@@ -40,6 +40,7 @@ import numpy as np
 from .allocator import give_back_memory
 from .config import RoomFillConfig
 from .frames import Canvas, Rect
+from .growth.texture import Cancelled
 from .regions import Box, block_counts, block_sums, box_slices, cell_boxes, snap, upsample_box, whole_scale
 
 log = logging.getLogger(__name__)
@@ -77,13 +78,6 @@ def at_detail(fill: Callable, detail: float, image: np.ndarray, known: np.ndarra
     small_targets = cv2.resize(targets.view(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
     built = fill(small, small_known, small_rooms, small_targets, cancel)
     return cv2.resize(built, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
-def _px(n: int, canvas: Canvas) -> int:
-    """``n`` pixels of the composite in pixels of ``canvas`` (smaller where it is worked
-    at the cameras' detail), at least one where ``n`` is not 0."""
-    out = round(n * canvas.size[0] / canvas.output_size[0])
-    return max(out, 1) if n > 0 else 0
 
 
 def tile_rooms(size: tuple[int, int], tiles: Sequence[Rect]) -> np.ndarray:
@@ -247,6 +241,19 @@ def match_edges(fill: np.ndarray, live: np.ndarray, known: np.ndarray, pictures:
             out += corr[:, None, :] * fade[None, :out.shape[1], None]
 
 
+class _Either:
+    """An event set when either of two is: the room closing, or the build's seats going."""
+
+    def __init__(self, room: threading.Event, own: threading.Event):
+        self.room, self.own = room, own
+
+    def is_set(self) -> bool:
+        return self.room.is_set() or self.own.is_set()
+
+    def set(self) -> None:
+        self.own.set()
+
+
 class RoomFill:
     """Caches the joined background of the current seats; see the module notes.
 
@@ -274,6 +281,7 @@ class RoomFill:
         self._last_tiles: tuple[Rect, ...] = ()
         self._where: tuple[tuple, np.ndarray] | None = None
         self._cancel = threading.Event()          # set by close(): a build in flight stops
+        self._job_cancel = threading.Event()      # the build in flight's own (its seats went)
         self.builds = 0                           # fills finished (for tests and stats)
 
     @property
@@ -284,11 +292,14 @@ class RoomFill:
     # ---- the frame path ----------------------------------------------------------------
 
     def frame(self, canvas: Canvas) -> FillFrame | None:
+        """This frame's fill, or None while there is none for these seats."""
         tiles, pictures = tuple(canvas.tiles), canvas.shown
         settled, self._last_tiles = tiles == self._last_tiles, tiles
+        if self._job is not None and self._job_tiles != tiles:
+            self._job_cancel.set()  # a build for seats that are gone: stop it, free the worker
         self._collect(tiles)
         cur = self._current
-        if cur is not None and (cur.tiles != tiles or drift(cur.pictures, pictures) > _px(self.cfg.drop_px, canvas)):
+        if cur is not None and (cur.tiles != tiles or drift(cur.pictures, pictures) > self.cfg.drop_px):
             self._drop()
         self._frames += 1
         if self._should_build(canvas, tiles, settled):
@@ -319,9 +330,9 @@ class RoomFill:
         which the fill is dropped, still meets a corrected fill)."""
         size = canvas.size
         if self._where is None or self._where[0] != (size, pictures):
-            where = _away_from(size, pictures, _px(self.cfg.band, canvas))
+            where = _away_from(size, pictures, self.cfg.band)
             boxes = _component_boxes(where)
-            m = _px(self.cfg.drop_px, canvas)
+            m = self.cfg.drop_px
             around = tuple((max(0, x0 - m), max(0, y0 - m), min(size[0], x1 + m), min(size[1], y1 + m))
                            for x0, y0, x1, y1 in boxes)
             self._where = ((size, pictures), (where, boxes, around))
@@ -373,7 +384,7 @@ class RoomFill:
             return settled and self._job_tiles != tiles
         if self._frames % self.cfg.check_frames or self.clock() - self._last_request < self.cfg.min_interval_s:
             return False
-        if drift(cur.pictures, canvas.shown) > _px(self.cfg.rebuild_px, canvas):
+        if drift(cur.pictures, canvas.shown) > self.cfg.rebuild_px:
             return True
         live, live_known = _low(canvas.background, canvas.known)
         both = live_known & cur.known_low
@@ -397,7 +408,8 @@ class RoomFill:
         targets = cv2.dilate(outside, np.ones((2 * TARGET_BAND + 1,) * 2, np.uint8)) > 0
         self._last_request = self.clock()
         self._job_tiles = tiles
-        args = (image, known, rooms, targets, tiles, pictures)
+        self._job_cancel = _Either(self._cancel, threading.Event())
+        args = (image, known, rooms, targets, tiles, pictures, self._job_cancel)
         if self._pool is None:
             fut: Future = Future()
             try:
@@ -408,11 +420,11 @@ class RoomFill:
         else:
             self._job = self._pool.submit(self._run, *args)
 
-    def _run(self, image, known, rooms, targets, tiles, pictures) -> _Built:
+    def _run(self, image, known, rooms, targets, tiles, pictures, cancel) -> _Built:
         t0 = time.perf_counter()
         try:
             filled = self.build(image, source_pixels(known, pictures), rooms=rooms, targets=targets,
-                                cancel=self._cancel)
+                                cancel=cancel)
         finally:
             # A build's temporaries (about 125 MB at 1280x360) are freed in bulk; handed
             # back at once, they do not stay as free space in the process (RESULTS.md).
@@ -428,7 +440,7 @@ class RoomFill:
             return
         self._job = None
         err = job.exception()
-        if err is not None and not self._cancel.is_set():
+        if err is not None and not self._cancel.is_set() and not isinstance(err, Cancelled):
             # A failed build must never stop the call: the live fill stays.
             log.error("room fill failed (%s: %s); the live fill stays", type(err).__name__, err)
         if err is not None:

@@ -6,6 +6,12 @@ while after every call, and the frame path makes a small solve each frame (the
 harmoniser's gains): on two cores that spinning took a third of the CPU (30 000 context
 switches a second, `perf stat`), and 4 x 720 ran at 12 fps instead of 15. BLAS calls in
 roomfuse are small; they run in the calling thread.
+
+OpenCV's own thread pool splits each call over the cores and its workers wait actively
+between calls; the pipeline already keeps both cores on the frame with its own threads
+(two halves of each pass), so there the split only adds that waiting: four webcams at
+720 took 48.7 ms of CPU a frame with it and 44.6 without, at the same frame time
+(benchmarks/RESULTS.md). A frame loop runs OpenCV in the calling thread.
 """
 from __future__ import annotations
 
@@ -14,6 +20,14 @@ import threading
 _done = False
 _lock = threading.Lock()
 _limits = None  # kept alive: threadpoolctl restores the pools when it is collected
+
+
+def one_cv_thread() -> None:
+    """OpenCV in the calling thread, for the life of the process (the pipeline's frame
+    loop: see above)."""
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 def one_blas_thread() -> None:

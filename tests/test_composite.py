@@ -130,3 +130,21 @@ def test_gains_settle_without_pumping():
     # Exposure follows smoothly: every step smaller than the one before, and still.
     assert all(b <= a + 1e-6 for a, b in zip(steps, steps[1:]))
     assert steps[0] < 0.05 and steps[-1] < 1e-3
+
+
+def test_gains_worked_out_every_other_frame_follow_the_same_course():
+    """The field worked out every second frame (moved on two frames' worth each time)
+    is the field worked out every frame, on those frames; between, the last one."""
+    from roomfuse.composite import Compositor
+    from roomfuse.config import CompositeConfig
+
+    canvas = _canvas()
+    every = Compositor(CompositeConfig(gain_every=1))
+    second = Compositor(CompositeConfig(gain_every=2))
+    fields = [(every.gains(canvas), second.gains(canvas)) for _ in range(7)]
+    for i, (a, b) in enumerate(fields):
+        if i % 2 == 0:
+            np.testing.assert_allclose(a, b, rtol=1e-5)
+        else:
+            assert b is fields[i - 1][1]
+    assert np.abs(fields[-1][0] - 1.0).max() > 0.02  # the gains did move

@@ -170,10 +170,10 @@ class _CountingGrower:
         self.resets += 1
 
 
-def _grow_pipeline(behind: bool):
+def _grow_pipeline(behind: bool, every: int = 1):
     from dataclasses import replace
     cfg = PipelineConfig(layout=LayoutConfig(height=240, gap=48))
-    cfg = replace(cfg, grow=replace(cfg.grow, behind=behind), fill=replace(cfg.fill, enabled=False))
+    cfg = replace(cfg, grow=replace(cfg.grow, behind=behind, every=every), fill=replace(cfg.fill, enabled=False))
     grower = _CountingGrower()
     return Pipeline(cfg, segmenter="key", grower=grower), grower
 
@@ -219,6 +219,23 @@ def test_growing_behind_is_synchronous_while_seats_move_and_the_same_otherwise()
         late._finish_growing()
         assert late_grower.calls == now_grower.calls == 20
     assert moving >= 5  # the slide was seen, and grown at once
+
+
+def test_before_the_room_fill_the_grower_starts_on_every_second_canvas():
+    srcs = [SyntheticSource(seed=1), SyntheticSource(seed=2)]
+    pipe, grower = _grow_pipeline(behind=True, every=2)
+    with pipe:
+        results = []
+        for i in range(30):
+            results.append(pipe.process([s.frame_at(i / 30) for s in srcs]))
+        pipe._finish_growing()
+    assert grower.calls == 15  # frame 0 at once, then every second canvas beside the next
+    for i in range(20, 30):
+        r, known = results[i], results[i].canvas.known
+        # This frame's own room where it is known; elsewhere the last fill grown.
+        assert np.array_equal(r.grown[known], r.canvas.background[known])
+        unknown = ~known & ~results[i - 1].canvas.known & ~results[i - 2].canvas.known
+        assert len(np.unique(r.grown[unknown])) == 1
 
 
 def test_with_the_room_fill_in_place_the_grower_starts_every_few_frames():

@@ -297,3 +297,36 @@ def test_the_fill_is_built_at_the_detail_the_cameras_give():
     # A picture drawn at its camera's size, or less than twice it: built as it is.
     at_detail(fill, 1.9, image, known, rooms, targets, None)
     assert seen["shape"] == (h, w)
+
+
+@pytest.mark.timeout(30)
+def test_a_build_for_seats_that_are_gone_is_stopped():
+    gate = threading.Event()
+    seen = []
+
+    class Slow(Builder):
+        def __call__(self, image, known, rooms, targets, cancel):
+            seen.append(cancel)
+            assert gate.wait(10)
+            if cancel.is_set():
+                from roomfuse.growth.texture import Cancelled
+                raise Cancelled("stopped")
+            return super().__call__(image, known, rooms, targets, cancel)
+
+    fill = RoomFill(cfg(inline=False), Slow(), fps=10)
+    try:
+        for _ in range(3):
+            fill.frame(make_canvas())
+        assert len(seen) == 1 and not seen[0].is_set()
+        moved = (Rect(0, 0, 80, 80), Rect(100, 0, 80, 80))
+        fill.frame(make_canvas(moved))  # the seats moved on: the build in flight is told to stop
+        assert seen[0].is_set()
+        gate.set()
+        deadline = time.monotonic() + 10
+        while fill.frame(make_canvas(moved)) is None:  # and one for the new seats follows
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        assert len(seen) == 2 and not seen[1].is_set()
+    finally:
+        gate.set()
+        fill.close()
