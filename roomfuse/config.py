@@ -154,7 +154,9 @@ class RoomFillConfig:
     # Every check_frames frames, compare the plates near the holes with those the fill
     # was built from; rebuild when they differ locally by more than change_level (0..255,
     # after removing a uniform change of light, which the live correction follows) or
-    # when more than `uncovered` of the canvas became known (a person moved away).
+    # when more than `uncovered` of the canvas became known where the fill is built (its
+    # own pixels and the band inside the pictures around them: a person moved away from
+    # a picture's edge).
     check_frames: int = 15
     change_level: float = 6.0
     uncovered: float = 0.02

@@ -135,6 +135,7 @@ class _Built:
     image: np.ndarray           # HxWx3 uint8: plates where known, the grown fill elsewhere
     plate_low: np.ndarray       # the plates at 1/8, float32, for change detection
     known_low: np.ndarray       # bool at 1/8: where the plates were known
+    targets_low: np.ndarray     # bool at 1/8: what the fill is for (and the band inside the pictures)
 
 
 @dataclass
@@ -388,7 +389,11 @@ class RoomFill:
             return True
         live, live_known = _low(canvas.background, canvas.known)
         both = live_known & cur.known_low
-        newly = float((live_known & ~cur.known_low).mean())
+        # Newly seen room counts where the fill is built: in its own pixels and the band
+        # inside the pictures it continues. Deeper inside a picture (a person who moved
+        # aside from the middle of it) the room is the picture's own, and a new fill
+        # would look the same.
+        newly = float((live_known & ~cur.known_low & cur.targets_low).mean())
         change = 0.0
         if both.any():
             # A uniform change of light is the live correction's job; a local change (a
@@ -432,7 +437,9 @@ class RoomFill:
         plate_low, known_low = _low(image, known)
         log.debug("room fill built in %.0f ms (%dx%d, %.0f %% unknown)", (time.perf_counter() - t0) * 1e3,
                   known.shape[1], known.shape[0], 100 * (~known).mean())
-        return _Built(tiles, pictures, filled, plate_low, known_low)
+        targets_low = cv2.resize(targets.view(np.uint8) * np.uint8(255), known_low.shape[::-1],
+                                 interpolation=cv2.INTER_AREA) > 0  # cells with any target pixel
+        return _Built(tiles, pictures, filled, plate_low, known_low, targets_low)
 
     def _collect(self, tiles) -> None:
         job = self._job

@@ -317,6 +317,10 @@ def test_a_build_for_seats_that_are_gone_is_stopped():
     try:
         for _ in range(3):
             fill.frame(make_canvas())
+        deadline = time.monotonic() + 10
+        while not seen:  # the worker has taken the build up
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         assert len(seen) == 1 and not seen[0].is_set()
         moved = (Rect(0, 0, 80, 80), Rect(100, 0, 80, 80))
         fill.frame(make_canvas(moved))  # the seats moved on: the build in flight is told to stop
@@ -330,3 +334,23 @@ def test_a_build_for_seats_that_are_gone_is_stopped():
     finally:
         gate.set()
         fill.close()
+
+
+def test_room_newly_seen_deep_inside_a_picture_needs_no_new_fill():
+    """A person who moved aside uncovers their room: near the gap it changes what the
+    fill continues (rebuilt); in the middle of a wide picture the fill would not change."""
+    wide = (Rect(0, 0, 96, 80), Rect(136, 0, 64, 80))
+    for hidden, rebuilt in (((slice(8, 72), slice(30, 60)), False), ((slice(8, 72), slice(74, 96)), True)):
+        build = Builder()
+        fill = RoomFill(cfg(min_interval_s=0.0), build, fps=10)
+        before = make_canvas(wide)
+        known = before.known.copy()
+        known[hidden] = False  # a person stands there while the fill is built
+        before = Canvas(image=before.image, background=before.background, known=known,
+                        alpha=before.alpha, tiles=wide)
+        for _ in range(3):
+            fill.frame(before)
+        assert len(build.calls) == 1
+        for _ in range(6):  # they moved away: their room is seen
+            fill.frame(make_canvas(wide))
+        assert (len(build.calls) == 2) == rebuilt, hidden
