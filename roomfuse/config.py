@@ -98,6 +98,10 @@ class MemoryConfig:
     # Pixels this close (in pixels) to a person are not trusted as background: the
     # matte's soft edge still carries hair and shoulders.
     guard_px: int = 3
+    # Learn from every learn_every-th frame (moving as far as that many frames of `rate`
+    # would): the plate follows the room over seconds, and learning is most of the
+    # memory's cost. What a frame shows of the plate is always that frame's.
+    learn_every: int = 2
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ class BackgroundMemory:
         self.plate: np.ndarray | None = None  # HxWx3 float32
         self.last_seen: np.ndarray | None = None  # HxW float32 seconds, -inf = never
         self._unseen = True
+        self._frames = 0  # updates so far (it learns from every learn_every-th)
         kernel = 2 * cfg.guard_px + 1
         self._guard = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel, kernel)) if cfg.guard_px else None
 
@@ -54,15 +55,18 @@ class BackgroundMemory:
             x0, y0, x1, y1 = box
             plate, last_seen = self.plate[y0:y1, x0:x1], self.last_seen[y0:y1, x0:x1]
         seen8 = seen.view(np.uint8)
-        trusted = seen8 if self._guard is None else cv2.erode(seen8, self._guard)
-        if self._unseen:
-            first = trusted.view(bool) & (last_seen == -np.inf)
-            if first.any():
-                np.copyto(plate, image, where=first[..., None])
-        cv2.accumulateWeighted(image, plate, self.cfg.rate, mask=trusted)
-        cv2.copyTo(np.full(last_seen.shape, now, np.float32), trusted, last_seen)
-        if self._unseen:
-            self._unseen = bool((self.last_seen == -np.inf).any())
+        every = max(1, self.cfg.learn_every)
+        if self._frames % every == 0:
+            trusted = seen8 if self._guard is None else cv2.erode(seen8, self._guard)
+            if self._unseen:
+                first = trusted.view(bool) & (last_seen == -np.inf)
+                if first.any():
+                    np.copyto(plate, image, where=first[..., None])
+            cv2.accumulateWeighted(image, plate, 1.0 - (1.0 - self.cfg.rate) ** every, mask=trusted)
+            cv2.copyTo(np.full(last_seen.shape, now, np.float32), trusted, last_seen)
+            if self._unseen:
+                self._unseen = bool((self.last_seen == -np.inf).any())
+        self._frames += 1
         # 0/1 masks made by OpenCV in one pass each (numpy's boolean temporaries cost
         # 3x as much on a picture).
         fresh = cv2.min(cv2.compare(last_seen, now - self.cfg.max_age_s, cv2.CMP_GE), 1)
@@ -80,3 +84,4 @@ class BackgroundMemory:
     def reset(self) -> None:
         self.plate = None
         self.last_seen = None
+        self._frames = 0

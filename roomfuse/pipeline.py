@@ -134,6 +134,7 @@ class Pipeline:
         self._growing: Future | None = None
         self._grown: tuple[tuple, np.ndarray] | None = None
         self._since = 0  # frames since the grower last started on a canvas
+        self._steady = False  # the room fill was in place in the last frame
 
     def _room_fill(self, config: PipelineConfig) -> RoomFill:
         builder = make_grower(config.fill.grower, device=config.grow.device)
@@ -200,18 +201,27 @@ class Pipeline:
         grown from an earlier canvas with this frame's room fill and known pixels pasted
         over it, while the grower works on this canvas in the pool for the next frame
         (every ``GrowConfig.every`` frames while there is no room fill, every
-        ``GrowConfig.steady_every`` once it is in place, every frame while it fades in)."""
-        last = self._finish_growing(timer)
+        ``GrowConfig.steady_every`` once it is in place, every frame while it fades in).
+        Once the room fill is in place a job has until the frame before the next one
+        starts (the frame after it starts shows the fill grown before), so a frame does
+        not wait for the grower."""
+        same_seats = canvas.size == self._canvas_size and tuple(canvas.tiles) == self._tiles
+        if (same_seats and self._growing is not None and self._steady
+                and self._since + 1 < self.config.grow.steady_every - 1):
+            last = self._grown
+        else:
+            last = self._finish_growing(timer)
         self._follow_layout(canvas)
         self._detail = min(self.placer.scales.values(), default=1.0)
         layout = (canvas.size, tuple(canvas.tiles))
         fill = self.room_fill.frame(canvas) if self.room_fill is not None else None
         if not self.config.grow.behind or self._moving or last is None or last[0] != layout:
+            self._finish_growing(timer)
             grown = self._grow(canvas, fill)
-            self._grown, self._since = (layout, grown), 0
+            self._grown, self._since, self._steady = (layout, grown), 0, False
             return grown
         grown = last[1].copy()
-        steady = fill is not None and fill.opacity >= 1.0
+        steady = self._steady = fill is not None and fill.opacity >= 1.0
         if steady:
             _paste_fill(fill, grown)
         cv2.copyTo(canvas.background, canvas.known.view(np.uint8), grown)
@@ -220,6 +230,7 @@ class Pipeline:
         if self._since < every:
             return grown
         self._since = 0
+        self._finish_growing(timer)  # (one job at a time: one still in flight ends first)
 
         def grow_behind() -> tuple[tuple, np.ndarray, float]:
             t0 = time.perf_counter()
@@ -276,7 +287,7 @@ class Pipeline:
 
     def reset(self) -> None:
         self._finish_growing()
-        self._grown = None
+        self._grown, self._steady = None, False
         if self.room_fill is not None:
             self.room_fill.reset()
         for seg in self.segmenters.values():

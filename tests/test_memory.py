@@ -33,7 +33,7 @@ def test_memory_restores_a_region_the_person_uncovered():
 
 
 def test_memory_updates_slowly_and_forgets_stale_pixels():
-    mem = BackgroundMemory(MemoryConfig(rate=0.1, max_age_s=2.0, guard_px=0))
+    mem = BackgroundMemory(MemoryConfig(rate=0.1, max_age_s=2.0, guard_px=0, learn_every=1))
     img = np.full((8, 8, 3), 100, np.uint8)
     seen = np.ones((8, 8), bool)
     mem.update(img, seen, now=0.0)
@@ -55,3 +55,22 @@ def test_guard_keeps_matte_edges_out_of_the_plate():
     mem.update(img, seen, now=0.0)
     never = np.isneginf(mem.last_seen)
     assert never[:, 6:14].all() and not never[:, :5].any()
+
+
+def test_learning_every_second_frame_follows_the_same_course():
+    """Learning from every second frame, twice as far each time: the plate after the
+    same sightings is the one learnt frame by frame, to within a level of rounding."""
+    rng = np.random.default_rng(3)
+    frames = [np.clip(120 + 40 * np.sin(i / 5) + rng.normal(0, 3, (12, 12, 3)), 0, 255).astype(np.uint8)
+              for i in range(40)]
+    seen = np.ones((12, 12), bool)
+    every, second = (BackgroundMemory(MemoryConfig(guard_px=0, learn_every=n)) for n in (1, 2))
+    for i, img in enumerate(frames):
+        every.update(img, seen, now=i / 30)
+        second.update(img, seen, now=i / 30)
+    assert np.abs(every.plate - second.plate).max() < 3.0
+    # What a frame shows where the person stands is the plate, on every frame.
+    hide = np.zeros_like(seen)
+    a, ka = every.update(frames[0], hide, now=2.0)
+    b, kb = second.update(frames[0], hide, now=2.0)
+    assert ka.all() and kb.all() and np.abs(a.astype(int) - b).max() <= 3

@@ -288,3 +288,48 @@ def test_at_the_cameras_detail_the_composite_matches_the_full_canvas():
     # and bilinear enlargements differ (2 % of the pixels; a camera's edges are soft).
     assert np.median(diff) <= 1 and diff.mean() < 4 and (diff > 30).mean() < 0.04, \
         (np.median(diff), diff.mean(), (diff > 30).mean())
+
+
+@pytest.mark.timeout(60)
+def test_with_the_room_fill_in_place_a_frame_does_not_wait_for_the_grower():
+    """The grower's job started with the room fill in place has until the frame before
+    the next one starts: the frame after it starts goes on while it is still running."""
+    import threading
+    from dataclasses import replace
+
+    class Gated(_CountingGrower):
+        def __init__(self):
+            super().__init__()
+            self.gate = threading.Event()
+            self.gate.set()
+
+        def fill(self, image, known, covered=None):
+            assert self.gate.wait(20)
+            return super().fill(image, known, covered)
+
+    srcs = [SyntheticSource(seed=1), SyntheticSource(seed=2)]
+    cfg = PipelineConfig(layout=LayoutConfig(height=240, gap=48))
+    cfg = replace(cfg, fill=replace(cfg.fill, inline=True), grow=replace(cfg.grow, steady_every=3))
+    grower = Gated()
+    with Pipeline(cfg, segmenter="key", grower=grower) as pipe:
+        i = 0
+
+        def step():
+            nonlocal i
+            r = pipe.process([s.frame_at(i / 30) for s in srcs])
+            i += 1
+            return r
+
+        while not (pipe.room_fill.ready and pipe._steady and pipe._growing is None) and i < 200:
+            step()
+        assert i < 200
+        grower.gate.clear()
+        while pipe._growing is None:  # the next job starts, and is held
+            step()
+        calls = grower.calls
+        r = step()  # goes on: the fill behind people is the one grown before
+        assert pipe._growing is not None and not pipe._growing.done() and grower.calls == calls
+        assert np.array_equal(r.grown[r.canvas.known], r.canvas.background[r.canvas.known])
+        grower.gate.set()
+        step()  # the frame before the next start takes the job's fill up
+        assert pipe._growing is None and grower.calls == calls + 1
