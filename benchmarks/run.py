@@ -176,10 +176,12 @@ def main() -> int:
         rows.append((s, r))
     print(f"\nMachine: {machine()}" + (f"; feeds: {args.source}" if args.source != "clips" else "") + "\n")
     if args.scaling:
-        print("| feeds | height | layout | canvas | fps | frame p50 / p95 ms | CPU ms per frame | load before |")
+        print("| feeds | height | layout | canvas (worked at) | fps | frame p50 / p95 ms | CPU ms per frame | load before |")
         print("|---|---|---|---|---|---|---|---|")
         for s, r in rows:
-            print(f"| {s.feeds} | {s.height} | {s.layout} | {r['canvas'][0]}x{r['canvas'][1]} | {r['fps']:.1f} | "
+            work = r.get("work") or r["canvas"]
+            drawn = f" ({work[0]}x{work[1]})" if list(work) != list(r["canvas"]) else ""
+            print(f"| {s.feeds} | {s.height} | {s.layout} | {r['canvas'][0]}x{r['canvas'][1]}{drawn} | {r['fps']:.1f} | "
                   f"{r['total']['p50_ms']:.1f} / {r['total']['p95_ms']:.1f} | {r['cpu_ms_per_frame']:.0f} | "
                   f"{r['load_before']:.1f} |")
         return 0

@@ -7,7 +7,12 @@ resizing overlaps: mediapipe holds the GIL while it runs), half of the feeds are
 on the canvas in the pool, the harmoniser's gains are worked out there, the grower works
 on each canvas there while the next frame is segmented and drawn (a frame shows the fill
 grown one frame before under its own pixels: ``GrowConfig.behind``), and the canvas is
-composed in two halves.
+composed in two halves. OpenCV runs in the calling thread (roomfuse/threads.py).
+
+Where every picture is enlarged twice or more, the layout draws the canvas smaller, at
+the detail the cameras give, everything after it works there, and the composite is
+enlarged once at the end of the composite stage (``LayoutConfig.at_detail``,
+docs/detail.md).
 """
 from __future__ import annotations
 
