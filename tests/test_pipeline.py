@@ -125,6 +125,20 @@ def test_bench_writes_json_and_plot(tmp_path):
     assert "end to end" in proc.stdout and "room fill:" in proc.stdout and "share" in proc.stdout
 
 
+def test_bench_says_the_size_it_works_at(tmp_path):
+    """640x480 feeds drawn twice their size: worked at half the canvas unless told not to."""
+    for detail, work in (("camera", [1312, 480]), ("canvas", [2624, 960])):
+        out_json = tmp_path / f"{detail}.json"
+        cmd = [sys.executable, "-m", "roomfuse", "bench", "synthetic:1", "synthetic:2", "--segmenter", "key",
+               "--framing", "off", "--height", "960", "--room-fill", "off", "--frames", "3", "--warmup", "1",
+               "--detail", detail, "--json", str(out_json)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        r = json.loads(out_json.read_text())
+        assert r["canvas"] == [2624, 960] and r["work"] == work
+        assert ("worked at 1312x480" in proc.stdout) == (detail == "camera")
+
+
 def test_bench_can_wait_for_the_room_fill(tmp_path):
     out_json = tmp_path / "b.json"
     cmd = [sys.executable, "-m", "roomfuse", "bench", "synthetic:1", "synthetic:2", "--segmenter", "key",
