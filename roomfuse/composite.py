@@ -378,4 +378,3 @@ def gain_rows(low_field: np.ndarray, width: int, rows: int) -> np.ndarray | None
         return None
     row = cv2.resize(low_field[:1], (width, 1), interpolation=cv2.INTER_LINEAR)
     return np.repeat(row, rows, axis=0)
-
