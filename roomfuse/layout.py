@@ -256,9 +256,10 @@ class Placer:
                      tiles: Sequence[Rect]) -> int:
         """How many times smaller than shown to draw the canvas: the whole part of the
         least enlargement of any picture (a canvas pixel finer than that shows no more
-        of a camera's detail), up to ``MAX_WORK``. Kept within a band (down below 0.9 of
-        it, up from 1.05 above the next) so a view zooming around a whole factor does not
-        flip between the two: a change of size restarts the grower and the room fill."""
+        of a camera's detail), up to ``MAX_WORK``. Kept within a band (up at the next whole
+        number, down only below 0.9 of the current one) so a view zooming around a whole
+        factor does not flip between the two: a change of size restarts the grower and the
+        room fill."""
         least = math.inf
         for i, (cut, r) in enumerate(zip(cutouts, tiles)):
             if r.w < 2 or r.h < 2:

@@ -309,7 +309,7 @@ class RoomFill:
         if self._current is None:
             return None
         self._fade = min(1.0, self._fade + 1.0 / max(1.0, self.cfg.fade_s * self.fps))
-        where, boxes, around = self._away(canvas, pictures)
+        where, boxes, around = self._away(canvas.size, pictures)
         if self._shown is None or self._frames % self.cfg.correct_frames == 0:
             self._shown = self._corrected(canvas, around)
         image, opacity = self._shown, 1.0
@@ -325,11 +325,10 @@ class RoomFill:
             self._previous, self._fading_in = None, False
         return FillFrame(image, opacity, where, boxes)
 
-    def _away(self, canvas: Canvas, pictures) -> tuple[np.ndarray, tuple[Box, ...], tuple[Box, ...]]:
+    def _away(self, size, pictures) -> tuple[np.ndarray, tuple[Box, ...], tuple[Box, ...]]:
         """Where the fill applies, boxes around it, and those boxes grown by ``drop_px``
         (the live correction covers them: a picture that drifts, up to the distance at
         which the fill is dropped, still meets a corrected fill)."""
-        size = canvas.size
         if self._where is None or self._where[0] != (size, pictures):
             where = _away_from(size, pictures, self.cfg.band)
             boxes = _component_boxes(where)
