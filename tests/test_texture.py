@@ -8,7 +8,7 @@ from roomfuse.growth import make_grower
 from roomfuse.growth.joiner import Joiner, known_rooms
 from roomfuse.growth.classical import BlendGrower
 from roomfuse.growth.realism import FillStats, PatchSWD
-from roomfuse.growth.texture import TextureConfig, synthesize
+from roomfuse.growth.texture import PATCH, R, TextureConfig, _Level, synthesize
 
 
 def _wood(seed: int, size=(240, 180)) -> np.ndarray:
@@ -116,3 +116,72 @@ def test_the_realism_peers_fill_by_name_and_keep_the_known_pixels():
         # A real fill, not the hole left black or flat.
         hole = out[~known].astype(np.float32)
         assert hole.mean() > 60 and hole.std() > 5, (name, hole.mean(), hole.std())
+
+
+def _level_case(seed: int = 5):
+    """A level with a hole reaching the image's edge (so the patches around it cover the
+    padding), a guide, descriptors and a random field with random weights."""
+    rng = np.random.default_rng(seed)
+    img = _wood(seed, (90, 60)).astype(np.float32)
+    known = np.ones((60, 90), bool)
+    known[:20, 30:55] = False
+    known[45:, 70:] = False
+    guide = cv2.GaussianBlur(img, (0, 0), 2.0)
+    lvl = _Level(img, known, ~known, known, None, rng, (guide, 2.0), dims=12)
+    nnf = lvl.random_sources()
+    weight = rng.uniform(0.01, 1.0, len(nnf)).astype(np.float32)
+    weight[::7] = weight[3]          # equal weights: the first in patch order wins
+    return lvl, img, known, guide, nnf, weight
+
+
+def test_proposals_gathered_per_pixel_match_patches_pasted_one_by_one():
+    """Each pixel's proposals worked out from the patches around it equal pasting every
+    target's patch in turn (weighted sums, and the best of them with its weight),
+    on the hole and on the ring of known pixels around it, padding included."""
+    lvl, *_, nnf, weight = _level_case()
+    n = lvl.ph * lvl.pw
+    flat_src = lvl.image.reshape(-1, 3)
+    acc, wsum = np.zeros((n, 3), np.float64), np.zeros(n)
+    best, bw = np.zeros((n, 3), np.float32), np.full(n, -1.0)
+    for dy in range(-R, R + 1):
+        for dx in range(-R, R + 1):
+            shift = dy * lvl.pw + dx
+            for t, s, w in zip(lvl.targets, nnf, weight):
+                acc[t + shift] += w * flat_src[s + shift]
+                wsum[t + shift] += w
+                if w > bw[t + shift]:
+                    best[t + shift], bw[t + shift] = flat_src[s + shift], w
+    covered = np.flatnonzero(wsum > 0)
+    ring = covered[lvl.known.reshape(-1)[covered]]
+    pad = np.zeros((lvl.ph, lvl.pw), bool)
+    pad[:R], pad[-R:], pad[:, :R], pad[:, -R:] = True, True, True, True
+    assert pad.reshape(-1)[ring].any() and len(lvl.hole_idx)
+    for at in (lvl.hole_idx, ring):
+        got, gw = lvl._proposals(nnf, weight, False, at)
+        np.testing.assert_allclose(got, acc[at], rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(gw, wsum[at], rtol=1e-5)
+        got, gw = lvl._proposals(nnf, weight, True, at)
+        assert np.array_equal(got, best[at]) and np.array_equal(gw, bw[at].astype(np.float32))
+
+
+def test_target_descriptors_are_the_patches_projected():
+    """A target's descriptor (colours each round, the guide's part once) is its patch of
+    colours and guide times the basis, as a filter over the image gives it."""
+    lvl, img, known, guide, *_ = _level_case()
+    est = lvl.image + np.random.default_rng(1).normal(0, 5, lvl.image.shape).astype(np.float32)
+    got = lvl.target_desc(est)
+    feats = np.concatenate([est, lvl.guide], axis=2)
+    k = got.shape[1]
+    want = np.empty_like(got)
+    for i, t in enumerate(lvl.targets):
+        y, x = divmod(t, lvl.pw)
+        patch = feats[y - R:y + R + 1, x - R:x + R + 1].reshape(-1)
+        want[i] = patch @ lvl._basis_matrix - lvl.offset
+    assert want.shape == (len(lvl.targets), k)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-2)
+    # The sources' descriptors, the same projection of the image's own patches.
+    y, x = divmod(lvl.valid_idx[17], lvl.pw)
+    patch = np.concatenate([lvl.image, lvl.guide], axis=2)[y - R:y + R + 1, x - R:x + R + 1].reshape(-1)
+    np.testing.assert_allclose(lvl.src_desc[lvl.valid_idx[17]], patch @ lvl._basis_matrix - lvl.offset,
+                               rtol=1e-4, atol=1e-2)
+    assert PATCH == 2 * R + 1

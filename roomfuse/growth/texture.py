@@ -17,11 +17,11 @@ with PatchMatch search (Barnes et al. 2009), written for this project:
   so whole pieces of the room are copied together rather than a blur of unrelated
   patches; votes are weighted sharply by similarity, and the finest level takes the
   single best vote, so the fill keeps the sources' own fine detail;
-- patches are compared through a PCA projection (``DIMS`` numbers per patch, computed for
-  every pixel as a few convolutions), which makes a candidate test a short vector
-  difference; the finest level does not search: it votes with the field found at half
-  resolution, copying full-resolution pixels. Fast enough in numpy for a background
-  refresh on two cores;
+- patches are compared through a PCA projection (``DIMS`` numbers per patch: the patches
+  gathered where they are needed, times the basis), which makes a candidate test a short
+  vector difference; the finest level does not search: it votes with the field found at
+  half resolution, copying full-resolution pixels. Each pixel's vote is gathered from the
+  patches around it. Fast enough in numpy for a background refresh on two cores;
 - ``rooms`` makes each room fill from its own pixels (two rooms meet along a line, not in
   a double exposure); ``targets`` limits the work to the pixels that will be shown.
 
@@ -38,6 +38,7 @@ PATCH = 7
 R = PATCH // 2
 DIMS = 24
 PROPAGATION = (4, 2, 1)   # jump-flood distances for taking a neighbour's match
+CHUNK = 8192              # patches described at a time
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,13 @@ def _half(image: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     return num / np.maximum(den, 1e-6)[..., None], den > 0.999
 
 
+def _patch_offsets(pw: int) -> np.ndarray:
+    """Flat index offsets of a patch's pixels from its centre, row by row, in a level
+    ``pw`` pixels wide."""
+    d = np.arange(-R, R + 1)
+    return (d[:, None] * pw + d[None, :]).reshape(-1)
+
+
 def _nearest_labels(known: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """For every pixel, the label of its nearest known pixel."""
     free = (~known).astype(np.uint8)
@@ -92,6 +100,7 @@ class _Level:
     def __init__(self, image, known, fill, sources, rooms, rng, describe=None, dims=DIMS):
         self.h, self.w = known.shape
         self.ph, self.pw = self.h + 2 * R, self.w + 2 * R
+        self._offsets = _patch_offsets(self.pw)
         self.rng = rng
         self.image = _pad(image.astype(np.float32))
         self.known = _pad(known.astype(np.uint8)) > 0
@@ -132,8 +141,8 @@ class _Level:
     # ---- descriptors ---------------------------------------------------------------------
 
     def _basis(self, guide: np.ndarray, weight: float, dims: int) -> None:
-        """PCA of the source patches (colour and guide) as convolution filters, and the
-        descriptor of every source."""
+        """PCA of the source patches (colour and guide), and the descriptor of every
+        source."""
         self.guide = _pad(guide.astype(np.float32)) * weight
         feats = self._stack(self.image)
         pick = self.valid_idx if len(self.valid_idx) <= 4000 else \
@@ -146,39 +155,38 @@ class _Level:
         _, vecs = np.linalg.eigh(np.cov((patches - mean).T))
         k = min(dims, vecs.shape[1])
         basis = vecs[:, ::-1][:, :k].astype(np.float32)
-        self.filters = basis.T.reshape(k, PATCH, PATCH, feats.shape[2])
         self.offset = (mean @ basis).astype(np.float32)
-        ys, xs = np.divmod(self.valid_idx, self.pw)
-        box = (ys.min(), ys.max() + 1, xs.min(), xs.max() + 1)
-        desc = self._describe(feats, box)
+        self._basis_matrix = basis
+        # Descriptors as the patches gathered where they are needed times the basis (a
+        # few large matrix products: faster than filtering the whole level, and the
+        # targets are a small part of it).
         self.src_desc = np.zeros((self.ph * self.pw, k), np.float32)
-        rows = (ys - box[0]) * (box[3] - box[2]) + (xs - box[2])
-        self.src_desc[self.valid_idx] = desc[rows]
-        ty, tx = np.divmod(self.targets, self.pw)
-        self._tbox = (ty.min(), ty.max() + 1, tx.min(), tx.max() + 1)
-        self._trows = (ty - self._tbox[0]) * (self._tbox[3] - self._tbox[2]) + (tx - self._tbox[2])
+        self.src_desc[self.valid_idx] = self._project(feats, basis, self.valid_idx) - self.offset
+        # A target's in two parts: the guide's, which stays the same, once; the
+        # colours', every round.
+        colours = self.image.shape[2]
+        rows = basis.reshape(PATCH * PATCH, -1, k)
+        self._colour_basis = np.ascontiguousarray(rows[:, :colours].reshape(-1, k))
+        self._guide_part = self._project(self.guide, rows[:, colours:].reshape(-1, k), self.targets) - self.offset
 
     def _stack(self, colours: np.ndarray) -> np.ndarray:
         return np.concatenate([colours, self.guide], axis=2)
 
-    def _describe(self, feats: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
-        """Descriptors of the patches centred in ``box`` (y0, y1, x0, x1), one row each."""
-        k, _, _, c = self.filters.shape
-        y0, y1, x0, x1 = box
-        # Filter a window one patch radius larger, so the box's own values are exact.
-        wy0, wy1, wx0, wx1 = max(y0 - R, 0), min(y1 + R, self.ph), max(x0 - R, 0), min(x1 + R, self.pw)
-        win = np.ascontiguousarray(feats[wy0:wy1, wx0:wx1])
-        out = np.empty((y1 - y0, x1 - x0, k), np.float32)
-        for j in range(k):
-            acc = np.zeros(win.shape[:2], np.float32)
-            for ch in range(c):
-                acc += cv2.filter2D(win[..., ch], cv2.CV_32F, self.filters[j, :, :, ch],
-                                    borderType=cv2.BORDER_REFLECT_101)
-            out[..., j] = acc[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0]
-        return out.reshape(-1, k) - self.offset
+    def _project(self, values: np.ndarray, basis: np.ndarray, at: np.ndarray) -> np.ndarray:
+        """(len(at), k): the patch of ``values`` (padded level, HxWxC) centred at each
+        index of ``at`` times ``basis`` (rows in the patch's order: row, column,
+        channel), in chunks that keep the gathered patches small."""
+        flat = values.reshape(self.ph * self.pw, -1)
+        out = np.empty((len(at), basis.shape[1]), np.float32)
+        for a in range(0, len(at), CHUNK):
+            idx = at[a:a + CHUNK]
+            patches = flat[idx[:, None] + self._offsets[None, :]]
+            out[a:a + len(idx)] = patches.reshape(len(idx), -1) @ basis
+        return out
 
     def target_desc(self, estimate: np.ndarray) -> np.ndarray:
-        return self._describe(self._stack(estimate), self._tbox)[self._trows]
+        """Every target's descriptor for the colours ``estimate`` (padded level)."""
+        return self._project(estimate, self._colour_basis, self.targets) + self._guide_part
 
     # ---- search --------------------------------------------------------------------------
 
@@ -294,10 +302,10 @@ class _Level:
              best: bool = False) -> np.ndarray:
         """Each hole pixel: the weighted mean of what the patches covering it propose, or
         (``best``) what the most similar of them proposes: no averaging, so no blur."""
-        acc, wsum = self._proposals(nnf, weight, best)
-        out = estimate.reshape(-1, 3).copy()
         h = self.hole_idx
-        out[h] = acc[h] if best else acc[h] / np.maximum(wsum[h], 1e-9)[:, None]
+        acc, wsum = self._proposals(nnf, weight, best, h)
+        out = estimate.reshape(-1, 3).copy()
+        out[h] = acc if best else acc / np.maximum(wsum, 1e-9)[:, None]
         return out.reshape(self.ph, self.pw, 3)
 
     def match_border(self, nnf: np.ndarray, weight: np.ndarray, estimate: np.ndarray,
@@ -307,12 +315,16 @@ class _Level:
         difference is spread smoothly into the hole (a cheap stand-in for Poisson
         blending), coarse to fine: each pass spreads what the previous ones left, so the
         fill meets each feed at its brightness and colour, then pixel by pixel."""
-        acc, wsum = self._proposals(nnf, weight, best=False)
-        ring = (wsum > 0) & self.known.reshape(-1)
-        if not ring.any() or not sigmas:
+        # The ring: known pixels that a target's patch covers.
+        covered = cv2.dilate(self._target_mask().view(np.uint8), np.ones((PATCH, PATCH), np.uint8))
+        ring_idx = np.flatnonzero(covered.reshape(-1).view(bool) & self.known.reshape(-1))
+        if len(ring_idx) == 0 or not sigmas:
             return estimate
+        acc, wsum = self._proposals(nnf, weight, False, ring_idx)
         left = np.zeros((self.ph * self.pw, 3), np.float32)
-        left[ring] = self.image.reshape(-1, 3)[ring] - acc[ring] / wsum[ring, None]
+        left[ring_idx] = self.image.reshape(-1, 3)[ring_idx] - acc / wsum[:, None]
+        ring = np.zeros(self.ph * self.pw, bool)
+        ring[ring_idx] = True
         m = ring.astype(np.float32).reshape(self.ph, self.pw)
         total = np.zeros((self.ph, self.pw, 3), np.float32)
         for sigma in sigmas:
@@ -321,32 +333,51 @@ class _Level:
             # Full strength next to the ring, fading where it is far away.
             corr = num / np.maximum(den, 1e-3)[..., None] * np.minimum(1.0, den / 0.05)[..., None]
             total += corr
-            left[ring] -= corr.reshape(-1, 3)[ring]
+            left[ring_idx] -= corr.reshape(-1, 3)[ring_idx]
         out = estimate.reshape(-1, 3).copy()
         h = self.hole_idx
         out[h] += total.reshape(-1, 3)[h]
         return np.clip(out, 0, 255).reshape(self.ph, self.pw, 3)
 
-    def _proposals(self, nnf: np.ndarray, weight: np.ndarray, best: bool
+    def _target_mask(self) -> np.ndarray:
+        mask = np.zeros(self.ph * self.pw, bool)
+        mask[self.targets] = True
+        return mask.reshape(self.ph, self.pw)
+
+    def _proposals(self, nnf: np.ndarray, weight: np.ndarray, best: bool, at: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray]:
-        """Per pixel of the level: the summed (or best) proposal and the weight sum (or
-        best weight), -1/0 where no patch covers it."""
+        """For each pixel index of ``at`` (each covered by at least one target's patch):
+        the weighted sum of what the patches covering it propose and the sum of their
+        weights, or (``best``) the proposal of the most similar of them (the first in
+        patch order among equals) and its weight. Worked out per pixel from the up to
+        PATCH x PATCH targets around it, in chunks."""
+        if getattr(self, "_slot", None) is None:
+            self._slot = np.full(self.ph * self.pw, -1, np.int64)
+            self._slot[self.targets] = np.arange(len(self.targets))
         flat_src = self.image.reshape(-1, 3)
-        n = self.ph * self.pw
-        acc = np.zeros((n, 3), np.float32)
-        wsum = np.full(n, -1.0 if best else 0.0, np.float32)
-        for dy in range(-R, R + 1):
-            for dx in range(-R, R + 1):
-                shift = dy * self.pw + dx
-                dest = self.targets + shift
-                prop = flat_src[nnf + shift]
-                if best:
-                    win = weight > wsum[dest]
-                    acc[dest[win]] = prop[win]
-                    wsum[dest[win]] = weight[win]
-                else:
-                    acc[dest] += prop * weight[:, None]
-                    wsum[dest] += weight
+        offsets = self._offsets
+        last = self.ph * self.pw - 1
+        acc = np.empty((len(at), 3), np.float32)
+        wsum = np.empty(len(at), np.float32)
+        for a in range(0, len(at), CHUNK):
+            idx = at[a:a + CHUNK]
+            # The patch centred at target t covers pixel p when t = p - offset. Targets
+            # lie inside the image: where that leaves the padded level (a pixel of the
+            # padding), the nearest corner, padding too, stands for it.
+            slot = self._slot[np.clip(idx[:, None] - offsets[None, :], 0, last)]
+            has = slot >= 0
+            k = np.where(has, slot, 0)
+            w = np.where(has, weight[k], -1.0 if best else 0.0).astype(np.float32)
+            src = nnf[k] + offsets[None, :]
+            if best:
+                j = np.argmax(w, axis=1)
+                rows = np.arange(len(idx))
+                acc[a:a + len(idx)] = flat_src[src[rows, j]]
+                wsum[a:a + len(idx)] = w[rows, j]
+            else:
+                prop = flat_src[np.where(has, src, 0)]
+                acc[a:a + len(idx)] = np.einsum("pj,pjc->pc", w, prop)
+                wsum[a:a + len(idx)] = w.sum(axis=1)
         return acc, wsum
 
     def unpad(self, a: np.ndarray) -> np.ndarray:
