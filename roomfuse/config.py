@@ -136,7 +136,7 @@ class GrowConfig:
     # every steady_every-th canvas; between, the fill behind people is the last one
     # grown, while the room fill and every known pixel are the frame's own. 1: every
     # canvas. Only with `behind`.
-    steady_every: int = 3
+    steady_every: int = 6
     # Before the room fill is in place the live grower fills the gaps too; what it grows
     # there changes slowly (its state is carried from canvas to canvas), so it starts on
     # every `every`-th canvas, and between, a frame shows the last fill with its own known
