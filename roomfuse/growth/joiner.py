@@ -7,7 +7,7 @@ room's own pixels there, chosen to follow that structure, each room filling from
 pixels so two different rooms meet along a line instead of blending into a double
 exposure.
 
-Too slow for every frame on a CPU (about a second for a 1280x360 canvas), and it need
+Too slow for every frame on a CPU (0.75 s for two webcams' 1024x360 canvas), and it need
 not be: the room's background barely changes, so ``roomfill.RoomFill`` builds this once
 per layout (and when the rooms change) in a worker and the frame path applies it.
 """
