@@ -112,6 +112,10 @@ def server(tmp_path_factory):
     s.stop()
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Join:
     """One `roomfuse join` process with its stderr in a file."""
 
@@ -121,8 +125,11 @@ class Join:
         self.vcam_log = folder / f"{tag}-vcam.log"
         env = {**os.environ, **(env or {}), "MEMORY_VCAM_LOG": str(self.vcam_log)}
         head = [sys.executable, "-c", WITH_MEMORY_CAMERA] if memory_camera else [sys.executable, "-m", "roomfuse"]
+        # Ctrl-C is sent to it as a person would: a test run started in the background
+        # of a non-interactive shell ignores SIGINT, and a child inherits that (Python
+        # then installs no handler), so the child gets the default back first.
         self.proc = subprocess.Popen(head + ["join", *args], stdout=subprocess.DEVNULL,
-                                     stderr=open(self.log, "w"), env=env)
+                                     stderr=open(self.log, "w"), env=env, preexec_fn=_default_sigint)
 
     def text(self) -> str:
         return self.log.read_text()
