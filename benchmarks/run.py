@@ -33,6 +33,7 @@ from roomfuse.bench import bench, plot  # noqa: E402
 from roomfuse.config import GrowConfig, LayoutConfig, PipelineConfig  # noqa: E402
 from roomfuse.datapath import data_root  # noqa: E402
 from roomfuse.growth import GROWERS  # noqa: E402
+from roomfuse.pipeline import STAGES  # noqa: E402
 from roomfuse.render import open_sources  # noqa: E402
 
 
@@ -185,11 +186,12 @@ def main() -> int:
                   f"{r['total']['p50_ms']:.1f} / {r['total']['p95_ms']:.1f} | {r['cpu_ms_per_frame']:.0f} | "
                   f"{r['load_before']:.1f} |")
         return 0
-    stages = ["decode", "segment", "frame", "layout", "grow", "composite"]
+    stages = [st for st in STAGES if any(st in r["stages"] for _, r in rows)]
     print("| scenario | canvas | fps | " + " | ".join(f"{st} p50/p95 ms" for st in stages) + " |")
     print("|---|---|---|" + "---|" * len(stages))
     for s, r in rows:
-        cells = [f"{r['stages'][st]['p50_ms']:.1f} / {r['stages'][st]['p95_ms']:.1f}" for st in stages]
+        cells = [f"{r['stages'][st]['p50_ms']:.1f} / {r['stages'][st]['p95_ms']:.1f}" if st in r["stages"] else "-"
+                 for st in stages]
         print(f"| {s.name} | {r['canvas'][0]}x{r['canvas'][1]} | {r['fps']:.1f} | " + " | ".join(cells) + " |")
     return 0
 

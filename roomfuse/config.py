@@ -19,6 +19,11 @@ class SegmentConfig:
     snap: float = 0.4
     # Run the feeds' segmentations in parallel threads (mediapipe releases the GIL).
     threads: int = 2
+    # Draw each feed on the canvas as soon as it is segmented (the frame's views and
+    # tiles are worked out first, from what the frames before showed), so a thread goes
+    # from one feed's segmentation to its drawing and on to the next feed, and neither
+    # core waits for the other between the two stages.
+    draw_each: bool = True
 
 
 @dataclass(frozen=True)

@@ -296,29 +296,58 @@ class Framer:
     def __call__(self, cutouts: Sequence[Cutout], keys: Sequence[Hashable]) -> list[View]:
         self._forget(set(self.operators) - set(keys))
         for i, (key, cut) in enumerate(zip(keys, cutouts)):
-            op = self.operators.get(key)
-            if op is None:
+            if key not in self.operators:
                 op = self.operators[key] = Operator(self.cfg, self.fps)
                 if self.finder_kind == "mediapipe":
                     self.finders[key] = FaceFinder()
                 op.observe(self.look(self.finders.get(key), cut))  # framed from their first frame
                 # Stagger the feeds' looks so they do not all land on one frame.
                 self._due[key] = self.every + i % self.every
-            w, h = cut.frame.size
-            op.aspect = w / h
-            pending = self._pending.get(key)
-            if pending is not None and pending.done():
-                del self._pending[key]
-                op.observe(pending.result())
-            self._due[key] -= 1
-            if self._due[key] <= 0 and key not in self._pending:
-                self._due[key] = self.every
-                if self._worker is None:
-                    op.observe(self.look(self.finders.get(key), cut))
-                else:
-                    self._pending[key] = self._worker.submit(self.look, self.finders.get(key), cut)
+            self._take(key, cut.frame.size)
+            self._look_if_due(key, cut)
+        return self._step(keys, [c.frame.size for c in cutouts])
+
+    def views_ahead(self, sizes: Sequence[tuple[int, int]], keys: Sequence[Hashable]) -> list[View] | None:
+        """This frame's views before its people are segmented, from the frames' sizes
+        (``(width, height)``, one per feed) and the looks taken so far; with
+        ``look_again`` after segmentation, the same as calling the framer then. The
+        looks run behind the frames anyway; only a new feed, framed from its first
+        frame's look, and a framer that looks on the frame path (``sync``) need this
+        frame's people first: None then."""
+        if self._worker is None or any(k not in self.operators for k in keys):
+            return None
+        self._forget(set(self.operators) - set(keys))
+        for key, size in zip(keys, sizes):
+            self._take(key, size)
+        return self._step(keys, sizes)
+
+    def look_again(self, cutouts: Sequence[Cutout], keys: Sequence[Hashable]) -> None:
+        """After ``views_ahead``: start the looks that are due on this frame's cutouts."""
+        for key, cut in zip(keys, cutouts):
+            self._look_if_due(key, cut)
+
+    def _take(self, key: Hashable, size: tuple[int, int]) -> None:
+        """The feed's picture shape, and a look that has finished since the last frame,
+        to the feed's operator."""
+        op = self.operators[key]
+        op.aspect = size[0] / size[1]
+        pending = self._pending.get(key)
+        if pending is not None and pending.done():
+            del self._pending[key]
+            op.observe(pending.result())
+
+    def _look_if_due(self, key: Hashable, cut: Cutout) -> None:
+        self._due[key] -= 1
+        if self._due[key] <= 0 and key not in self._pending:
+            self._due[key] = self.every
+            if self._worker is None:
+                self.operators[key].observe(self.look(self.finders.get(key), cut))
+            else:
+                self._pending[key] = self._worker.submit(self.look, self.finders.get(key), cut)
+
+    def _step(self, keys: Sequence[Hashable], sizes: Sequence[tuple[int, int]]) -> list[View]:
+        aspects = {k: w / h for k, (w, h) in zip(keys, sizes)}
         subjects = {k: self.operators[k].subject for k in keys if self.operators[k].subject is not None}
-        aspects = {k: c.frame.size[0] / c.frame.size[1] for k, c in zip(keys, cutouts)}
         targets = aim(subjects, aspects, self.cfg)
         plain = plain_view(self.cfg)
         return [self.operators[k].step(targets.get(k, plain)) for k in keys]

@@ -121,6 +121,25 @@ def _lerp_rect(a: Rect, b: Rect, t: float) -> Rect:
     return Rect(m(a.x, b.x), m(a.y, b.y), _even(m(a.w, b.w)), _even(m(a.h, b.h)))
 
 
+@dataclass(frozen=True)
+class Draft:
+    """A frame's canvas as planned, before its feeds are drawn on it (``Placer.begin``)."""
+
+    keys: tuple
+    views: Sequence[View] | None
+    tiles: tuple[Rect, ...]  # each feed's tile on the canvas as drawn, in feed order
+    shown: tuple[Rect, ...]  # the same at the size the composite is shown at
+    out_size: tuple[int, int]  # (width, height) shown
+    arrays: tuple  # image, background, known, alpha: blank until drawn
+
+    @property
+    def overlapping(self) -> bool:
+        """Tiles overlap (only mid-slide): the feeds must then be drawn one after the
+        other, in feed order, so the later wins."""
+        h, w = self.arrays[0].shape[:2]
+        return overlapping([clip_rect(t, w, h) for t in self.tiles])
+
+
 class Placer:
     """Feeds -> Canvas. Keeps, per feed key, a background memory and where the feed is
     drawn; with framing, draws each feed through its ``View``."""
@@ -207,52 +226,72 @@ class Placer:
                  views: Sequence[View] | None = None) -> Canvas:
         """``views`` (one per feed, from the framing stage) or None for the plain fit."""
         keys = tuple(range(len(cutouts))) if keys is None else tuple(keys)
-        if len(keys) != len(cutouts) or len(set(keys)) != len(keys):
+        if len(keys) != len(cutouts):
             raise LayoutError("one distinct key per feed is needed")
-        if views is not None and len(views) != len(cutouts):
+        draft = self.begin([c.frame.size for c in cutouts], keys, views)
+        n = len(cutouts)
+        # Tiles overlap only mid-slide: then one after the other, so the later wins.
+        if self.pool is None or n < 2 or draft.overlapping:
+            pictures = [self.draw(draft, i, cutouts[i]) for i in range(n)]
+        else:
+            half = n // 2
+            others = self.pool.submit(lambda: [self.draw(draft, i, cutouts[i]) for i in range(half, n)])
+            pictures = [self.draw(draft, i, cutouts[i]) for i in range(half)]
+            pictures += others.result()
+        return self.finish(draft, pictures)
+
+    def begin(self, sizes: Sequence[tuple[int, int]], keys: Sequence[Hashable],
+              views: Sequence[View] | None = None) -> Draft:
+        """This frame's canvas, planned from the feeds' picture sizes (``(width, height)``)
+        and views alone, blank: each feed is then drawn on it by ``draw`` (as soon as
+        it is segmented, in any order and any thread, unless ``Draft.overlapping``),
+        and ``finish`` makes it the frame's Canvas."""
+        keys = tuple(keys)
+        if len(keys) != len(sizes) or len(set(keys)) != len(keys):
+            raise LayoutError("one distinct key per feed is needed")
+        if views is not None and len(views) != len(sizes):
             raise LayoutError("one view per feed is needed")
         self._fix_canvas = views is not None
-        self._update_plan(keys, tuple(self.seat_size(c.frame.size, None if views is None else views[i])
-                                      for i, c in enumerate(cutouts)))
+        self._update_plan(keys, tuple(self.seat_size(size, None if views is None else views[i])
+                                      for i, size in enumerate(sizes)))
         out_w, out_h = self.plan.size
         shown = self.tiles_now(keys)
-        self.work = self._work_factor(cutouts, views, shown) if self.cfg.at_detail else 1
+        self.work = self._work_factor(sizes, views, shown) if self.cfg.at_detail else 1
         if self.work > 1:
             w, h = max(2, round(out_w / self.work)), max(2, round(out_h / self.work))
             tiles = [scale_rect(t, w / out_w, h / out_h) for t in shown]
         else:
             (w, h), tiles = (out_w, out_h), shown
-        image = np.zeros((h, w, 3), np.uint8)
-        background = np.zeros((h, w, 3), np.uint8)
-        known = np.zeros((h, w), bool)
-        alpha = np.zeros((h, w), np.float32)
-        arrays = (image, background, known, alpha)
+        arrays = (np.zeros((h, w, 3), np.uint8), np.zeros((h, w, 3), np.uint8),
+                  np.zeros((h, w), bool), np.zeros((h, w), np.float32))
+        return Draft(keys=keys, views=views, tiles=tuple(tiles), shown=tuple(shown),
+                     out_size=(out_w, out_h), arrays=arrays)
 
-        def draw(i: int) -> Rect:
-            r = _clip_rect(tiles[i], w, h)
-            if r is None:
-                return Rect(0, 0, 0, 0)
-            if views is None:
-                self._draw_plain(keys[i], cutouts[i], r, *arrays)
-                return r
-            return self._draw_framed(keys[i], cutouts[i], views[i], r, *arrays)
+    def draw(self, draft: Draft, i: int, cut: Cutout) -> Rect:
+        """Feed ``i`` of ``draft`` onto its tile (it writes nothing outside it); where its
+        picture landed."""
+        image = draft.arrays[0]
+        h, w = image.shape[:2]
+        r = _clip_rect(draft.tiles[i], w, h)
+        if r is None:
+            return Rect(0, 0, 0, 0)
+        if draft.views is None:
+            self._draw_plain(draft.keys[i], cut, r, *draft.arrays)
+            return r
+        return self._draw_framed(draft.keys[i], cut, draft.views[i], r, *draft.arrays)
 
-        n = len(cutouts)
-        # Tiles overlap only mid-slide: then one after the other, so the later wins.
-        if self.pool is None or n < 2 or overlapping([clip_rect(t, w, h) for t in tiles]):
-            pictures = [draw(i) for i in range(n)]
-        else:
-            half = n // 2
-            others = self.pool.submit(lambda: [draw(i) for i in range(half, n)])
-            pictures = [draw(i) for i in range(half)]
-            pictures += others.result()
+    def finish(self, draft: Draft, pictures: Sequence[Rect]) -> Canvas:
+        """The Canvas of ``draft`` once every feed is drawn (``pictures``: what ``draw``
+        returned for each, in feed order)."""
+        image, background, known, alpha = draft.arrays
         smaller = self.work > 1
         self._last = Canvas(image=image, background=background, known=known, alpha=alpha,
-                            tiles=tuple(tiles), keys=keys, pictures=tuple(pictures),
-                            out_size=(out_w, out_h) if smaller else None, out_tiles=tuple(shown) if smaller else ())
+                            tiles=draft.tiles, keys=draft.keys, pictures=tuple(pictures),
+                            out_size=draft.out_size if smaller else None,
+                            out_tiles=draft.shown if smaller else ())
         return self._last
 
-    def _work_factor(self, cutouts: Sequence[Cutout], views: Sequence[View] | None,
+    def _work_factor(self, sizes: Sequence[tuple[int, int]], views: Sequence[View] | None,
                      tiles: Sequence[Rect]) -> int:
         """How many times smaller than shown to draw the canvas: the whole part of the
         least enlargement of any picture (a canvas pixel finer than that shows no more
@@ -261,10 +300,9 @@ class Placer:
         factor does not flip between the two: a change of size restarts the grower and the
         room fill."""
         least = math.inf
-        for i, (cut, r) in enumerate(zip(cutouts, tiles)):
+        for i, ((sw, sh), r) in enumerate(zip(sizes, tiles)):
             if r.w < 2 or r.h < 2:
                 continue
-            sw, sh = cut.frame.size
             if views is None:
                 least = min(least, r.w / sw, r.h / sh)
             else:

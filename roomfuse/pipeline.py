@@ -2,12 +2,15 @@
 
 Synchronous on purpose: the server runs ``Pipeline.process`` in an executor thread, the
 renderer and the benchmark call it in a loop. Inside, a pool of two threads keeps both
-cores of a small machine on the frame: the feeds are segmented two at a time (only the
-resizing overlaps: mediapipe holds the GIL while it runs), half of the feeds are drawn
-on the canvas in the pool, the harmoniser's gains are worked out there, the grower works
-on each canvas there while the next frame is segmented and drawn (a frame shows the fill
-grown one frame before under its own pixels: ``GrowConfig.behind``), and the canvas is
-composed in two halves. OpenCV runs in the calling thread (roomfuse/threads.py).
+cores of a small machine on the frame: the frame's views and tiles are worked out first
+(from the looks and seats of the frames before), then this thread and one in the pool
+each take a feed, segment it (mediapipe runs its graph in its own threads; the caller
+waits without the GIL) and draw it on the canvas, then the next feed (the "feeds"
+stage, ``SegmentConfig.draw_each``); the harmoniser's gains are worked out in the pool,
+the grower works on each canvas there while the next frame is segmented and drawn (a
+frame shows the fill grown one frame before under its own pixels: ``GrowConfig.behind``),
+and the canvas is composed in two halves. OpenCV runs in the calling thread
+(roomfuse/threads.py).
 
 Where every picture is enlarged twice or more, the layout draws the canvas smaller, at
 the detail the cameras give, everything after it works there, and the composite is
@@ -17,6 +20,7 @@ docs/detail.md).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -29,7 +33,7 @@ import numpy as np
 from .composite import Compositor, fade_people
 from .config import GrowConfig, PipelineConfig
 from .errors import ConfigError
-from .frames import Canvas, Frame
+from .frames import Canvas, Cutout, Frame
 from .framing import Framer
 from .growth import make_grower
 from .growth.joiner import Joiner
@@ -41,7 +45,10 @@ from .threads import one_blas_thread, one_cv_thread
 
 log = logging.getLogger(__name__)
 
-STAGES = ("decode", "segment", "frame", "layout", "grow", "composite")
+# "feeds": each feed segmented and drawn on the canvas, in place of "segment" and the
+# drawing part of "layout" (SegmentConfig.draw_each; they run one after the other when a
+# new feed is to be framed from its first look, or mid-slide).
+STAGES = ("decode", "segment", "frame", "layout", "feeds", "grow", "composite")
 BESIDE = "grow_beside"  # the grower's own time, when it works beside the frames (GrowConfig.behind)
 COVERED_ALPHA = 0.98  # a person this opaque shows at most 2 % of the fill behind them
 LEARNED_GROWERS = ("nca",)  # growers that load weights: checkpoint and precision apply
@@ -177,17 +184,19 @@ class Pipeline:
         timer = timer or StageTimer()
         for gone in set(self.segmenters) - set(keys):
             self._drop_segmenter(gone)
-        with timer.stage("segment"):
-            segs = [self._segmenter(k) for k in keys]
-            if len(frames) > 1 and self.config.segment.threads > 1:
-                cutouts = list(self._pool.map(lambda sf: sf[0](sf[1]), zip(segs, frames)))
-            else:
-                cutouts = [s(f) for s, f in zip(segs, frames)]
-        with timer.stage("frame"):
-            views = self.framer(cutouts, keys) if self.framer is not None else None
-        with timer.stage("layout"):
-            canvas = self.placer(cutouts, keys, views)
-            if opacity is not None:
+        segs = [self._segmenter(k) for k in keys]
+        drawn = self._draw_each(frames, keys, segs, timer) if self.config.segment.draw_each else None
+        if drawn is not None:
+            canvas, views = drawn
+        else:
+            with timer.stage("segment"):
+                cutouts = self._segment_all(segs, frames)
+            with timer.stage("frame"):
+                views = self.framer(cutouts, keys) if self.framer is not None else None
+            with timer.stage("layout"):
+                canvas = self.placer(cutouts, keys, views)
+        if opacity is not None:
+            with timer.stage("layout"):
                 canvas = fade_people(canvas, opacity)
         with timer.stage("grow"):
             # The harmoniser's gains need only the canvas: worked out beside the grower.
@@ -200,6 +209,63 @@ class Pipeline:
                 # picture enlarged straight onto the full canvas: docs/detail.md).
                 image = cv2.resize(image, canvas.output_size, interpolation=cv2.INTER_CUBIC)
         return Result(image=image, canvas=canvas, grown=grown, ms=dict(timer.ms), views=views)
+
+    def _segment_all(self, segs: Sequence, frames: Sequence[Frame]) -> list[Cutout]:
+        if len(frames) > 1 and self.config.segment.threads > 1:
+            return list(self._pool.map(lambda sf: sf[0](sf[1]), zip(segs, frames)))
+        return [s(f) for s, f in zip(segs, frames)]
+
+    def _draw_each(self, frames: Sequence[Frame], keys: Sequence[Hashable], segs: Sequence,
+                   timer: StageTimer) -> tuple[Canvas, list | None] | None:
+        """The canvas with each feed drawn on it as soon as it is segmented
+        (``SegmentConfig.draw_each``): the views and the tiles first, from the frames'
+        sizes and the looks and seats of the frames before; then each thread takes the
+        next feed, segments it and draws it (the "feeds" stage). (canvas, views), or
+        None where a new feed is to be framed from its first look (then nothing has
+        changed yet, and the stages run one after the other)."""
+        sizes = [f.size for f in frames]
+        views = None
+        if self.framer is not None:
+            with timer.stage("frame"):
+                views = self.framer.views_ahead(sizes, keys)
+            if views is None:
+                return None
+        with timer.stage("layout"):
+            draft = self.placer.begin(sizes, keys, views)
+        n = len(frames)
+        if draft.overlapping:
+            # Mid-slide: drawn one after the other, in feed order.
+            with timer.stage("segment"):
+                cutouts = self._segment_all(segs, frames)
+            with timer.stage("layout"):
+                pictures = [self.placer.draw(draft, i, c) for i, c in enumerate(cutouts)]
+        else:
+            cutouts, pictures = [None] * n, [None] * n
+            todo, claim = iter(range(n)), threading.Lock()
+
+            def work() -> None:
+                while True:
+                    with claim:
+                        i = next(todo, None)
+                    if i is None:
+                        return
+                    cutouts[i] = segs[i](frames[i])
+                    pictures[i] = self.placer.draw(draft, i, cutouts[i])
+
+            with timer.stage("feeds"):
+                helpers = [self._pool.submit(work) for _ in range(min(n, self.config.segment.threads) - 1)]
+                try:
+                    work()
+                finally:
+                    wait(helpers)
+                for h in helpers:
+                    h.result()  # a helper's error is raised here
+        with timer.stage("layout"):
+            canvas = self.placer.finish(draft, pictures)
+        if self.framer is not None:
+            with timer.stage("frame"):
+                self.framer.look_again(cutouts, keys)
+        return canvas, views
 
     def _grow_frame(self, canvas: Canvas, timer: StageTimer) -> np.ndarray:
         """This frame's grown background: grown now, or (``GrowConfig.behind``) the one

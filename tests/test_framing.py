@@ -301,3 +301,23 @@ def test_bad_framing_flags_are_one_line_and_exit_2(command, flag, value):
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and flag in lines[0] and value in lines[0]
+
+
+def test_views_ahead_need_each_feed_framed_once_and_looks_off_the_frame_path():
+    """Before a frame is segmented its views come from the looks taken so far; a new feed
+    (framed from its first look) and a framer that looks on the frame path need the
+    frame's people first: no views ahead then."""
+    a, b = SyntheticSource(seed=1), _CloseUp(seed=2, zoom=2.0)
+    cut = lambda s: Cutout(s.frame_at(0), _key_alpha(s.frame_at(0)))  # noqa: E731
+    sizes = [(640, 480), (640, 480)]
+    framer = Framer(FramingConfig(), finder="matte")
+    assert framer.views_ahead(sizes, ["a", "b"]) is None
+    views = framer([cut(a), cut(b)], ["a", "b"])
+    ahead = framer.views_ahead(sizes, ["a", "b"])
+    assert [v.zoom for v in ahead] == pytest.approx([v.zoom for v in views], rel=0.05)
+    assert framer.views_ahead(sizes, ["a", "c"]) is None  # "c" is new
+    framer.close()
+    sync = Framer(FramingConfig(), finder="matte", sync=True)
+    sync([cut(a), cut(b)], ["a", "b"])
+    assert sync.views_ahead(sizes, ["a", "b"]) is None
+    sync.close()
