@@ -26,6 +26,14 @@ PROFILE_BINS = 24
 STRIP = 0.25  # each side is judged on this outer fraction of what the tile shows
 
 
+@lru_cache(maxsize=None)
+def _warm_lab() -> None:
+    """OpenCV builds its Lab conversion tables on the first conversion in a process
+    (0.1 s on a 2-core machine): done when a seating is set up, not at the first
+    decision mid-call."""
+    cv2.cvtColor(np.zeros((1, 1, 3), np.uint8), cv2.COLOR_RGB2Lab)
+
+
 def side_features(background: np.ndarray, known: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]] | None:
     """Per side of one tile: (mean Lab colour, line profile). The profile is where the
     strong lines across the join run: for the left and right sides, how much horizontal
@@ -135,6 +143,8 @@ class Seats:
         if mode not in ("auto", "given"):
             raise ValueError(f"order must be 'auto' or 'given', got {mode!r}")
         self.mode = mode
+        if mode == "auto":
+            _warm_lab()
         self.settle_frames = settle_frames
         self.review_frames = review_frames
         self.hysteresis = hysteresis

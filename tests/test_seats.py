@@ -91,3 +91,19 @@ def test_adjacency_of_a_grid():
 def test_bad_order_is_a_clear_error():
     with pytest.raises(ValueError, match="order"):
         Seats("random")
+
+
+def test_side_colours_are_the_rooms_lab_colours():
+    """Each side's colour is the mean Lab colour of what the tile shows there."""
+    import cv2
+
+    img = _room((200, 120, 60), floor=(40, 90, 160))
+    feats = side_features(img, np.ones(img.shape[:2], bool))
+    half = img[::2, ::2]
+    lab = cv2.cvtColor(half.astype(np.float32) / 255.0, cv2.COLOR_RGB2Lab)
+    h, w = half.shape[:2]
+    strips = {"left": lab[:, :w // 4], "right": lab[:, w - w // 4:], "top": lab[:h // 4], "bottom": lab[h - h // 4:]}
+    for side, strip in strips.items():
+        assert feats[side][0] == pytest.approx(strip.reshape(-1, 3).mean(axis=0), abs=0.5), side
+    # The wall and the floor are told apart: the bottom strip is the floor's blue.
+    assert feats["bottom"][0][2] < feats["top"][0][2] - 40
