@@ -116,6 +116,9 @@ class _Level:
         # Targets: every patch centre inside the image whose patch touches the hole.
         near = cv2.dilate(hole.astype(np.uint8), np.ones((PATCH, PATCH), np.uint8)) > 0
         self.targets = np.flatnonzero(near & inside)
+        # Each pixel's target number (-1: not a target), for gathering votes.
+        self._slot = np.full(self.ph * self.pw, -1, np.int64)
+        self._slot[self.targets] = np.arange(len(self.targets))
         self._rooms(rooms)
         self.src_desc = None
         if describe is not None and len(self.valid_idx):
@@ -351,9 +354,6 @@ class _Level:
         weights, or (``best``) the proposal of the most similar of them (the first in
         patch order among equals) and its weight. Worked out per pixel from the up to
         PATCH x PATCH targets around it, in chunks."""
-        if getattr(self, "_slot", None) is None:
-            self._slot = np.full(self.ph * self.pw, -1, np.int64)
-            self._slot[self.targets] = np.arange(len(self.targets))
         flat_src = self.image.reshape(-1, 3)
         offsets = self._offsets
         last = self.ph * self.pw - 1
